@@ -1,0 +1,38 @@
+"""SciKnowEval multiple-choice verifier (spec §5.4; SDPO `feedback/mcq.py`).
+
+Reward 1 iff the last `<answer>` block's stripped text equals the stripped gold letter exactly (case-sensitive:
+"a" is not "A", "A." is not "A"; that is what the paper's numbers were measured with).
+"""
+
+from __future__ import annotations
+
+from srpo_verl.rewards.answer_block import parse_last_answer_block
+from srpo_verl.rewards.result import clip_for_log, make_result
+
+
+def mcq_feedback(block_ok: bool, parse_reason: str, pred: str) -> str:
+    """Teacher-facing environment feedback for a failed MCQ attempt (only used when a run opts in).
+
+    It states the format problem, or that the chosen option is wrong. It never names the right option, but note that
+    on a 2-choice question "option X is wrong" identifies the other one.
+    """
+    if not block_ok:
+        return f"Your response could not be graded: {parse_reason}. End with <answer>\\nLETTER\\n</answer>."
+    return f"Your final answer {clip_for_log(pred, 32)!r} is not the correct option."
+
+
+def score_mcq(solution_str: str, ground_truth: str, with_feedback: bool = False) -> dict:
+    """Score one completion against the gold option letter. Never raises on any `solution_str`."""
+    block = parse_last_answer_block(solution_str)
+    gold = str(ground_truth).strip()
+    correct = block.ok and block.content == gold
+    if correct:
+        reason = "correct"
+    elif not block.ok:
+        reason = block.reason
+    elif not block.content:
+        reason = "empty <answer> block"
+    else:
+        reason = "wrong option"
+    feedback = mcq_feedback(block.ok, block.reason or reason, block.content) if with_feedback and not correct else ""
+    return make_result(correct, block.content, block.ok, reason, feedback)
