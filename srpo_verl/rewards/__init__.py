@@ -15,12 +15,14 @@ from srpo_verl.rewards.feedback import feedback_enabled
 from srpo_verl.rewards.mcq import score_mcq
 from srpo_verl.rewards.result import RESULT_KEYS, make_result
 from srpo_verl.rewards.synthetic import score_synthetic
+from srpo_verl.rewards.tooluse import score_tooluse
 
 __all__ = ["compute_score", "KNOWN_FAMILIES", "RESULT_KEYS", "data_source_family", "make_result"]
 
 _SCORERS = {
     "sciknoweval": score_mcq,
     "synthetic": score_synthetic,
+    "tooluse": score_tooluse,
 }
 KNOWN_FAMILIES = tuple(sorted(_SCORERS))
 

@@ -14,10 +14,15 @@ MAX_LOGGED_CHARS = 256
 
 
 def clip_for_log(text: str, limit: int = MAX_LOGGED_CHARS) -> str:
-    """`text` cut to at most `limit` characters, with a marker saying how much was cut."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}…[+{len(text) - limit} chars]"
+    """`text` cut to at most `limit` characters (with a marker saying how much was cut) and made UTF-8 encodable
+    (a lone surrogate becomes "?"), so that writing the logs can never fail on it."""
+    if len(text) > limit:
+        text = f"{text[:limit]}…[+{len(text) - limit} chars]"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 def make_result(correct: bool, pred: str, format_ok: bool, reason: str, feedback: str = "") -> dict:

@@ -44,7 +44,7 @@ def test_unknown_source_names_itself_and_the_known_ones():
     with pytest.raises(ValueError) as err:
         compute_score("gsm8k", "<answer>1</answer>", "1")
     message = str(err.value)
-    assert "'gsm8k'" in message and "sciknoweval" in message and "synthetic" in message
+    assert "'gsm8k'" in message and "sciknoweval" in message and "synthetic" in message and "tooluse" in message
 
 
 def test_verl_entry_file_loads_standalone_by_path():
