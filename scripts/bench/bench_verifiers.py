@@ -1,0 +1,105 @@
+#!/usr/bin/env python
+"""Verifier throughput on one core: verifications per second for each verifier (issue 5; not a timed test).
+
+    python scripts/bench/bench_verifiers.py [--seconds 2] [--splits ../shared/data/sdpo_splits]
+
+Completions are built from the real split rows when the splits are present (otherwise from built-in rows): a
+realistic mix per verifier of correct answers, wrong answers and malformed outputs, with reasoning of typical
+length (~1.5 k characters for MCQ, ~0.5 k for tool use). Targets: >= 5,000/s MCQ, >= 1,000/s tool use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from srpo_verl.rewards import compute_score  # noqa: E402
+from srpo_verl.rewards.tooluse import format_calls, parse_gold  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+TARGETS = {"sciknoweval": 5000.0, "tooluse": 1000.0, "synthetic": 5000.0}
+REASONING = ("Let me work through the options one at a time, checking each against the data given. " * 18).strip()
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def mcq_cases(splits: Path) -> list[tuple]:
+    path = splits / "sciknoweval" / "chemistry" / "test.json"
+    golds = [row["answer"] for row in _jsonl(path)] if path.is_file() else list("ABCD") * 50
+    cases = []
+    for i, gold in enumerate(golds):
+        letter = gold if i % 2 == 0 else ("B" if gold == "A" else "A")
+        body = f"<reasoning>\n{REASONING}\n</reasoning>\n"
+        completion = body + (f"<answer>\n{letter}\n</answer>" if i % 5 else "The answer is " + letter)
+        cases.append(("sciknoweval", completion, gold))
+    return cases
+
+
+def tooluse_cases(splits: Path) -> list[tuple]:
+    path = splits / "tooluse" / "test.json"
+    if path.is_file():
+        golds = [row["answer"] for row in _jsonl(path)]
+    else:
+        golds = [json.dumps([{"Action": "getRates", "Action_Input": json.dumps({"base": "USD", "n": i})}])
+                 for i in range(68)]
+    cases = []
+    for i, gold in enumerate(golds):
+        calls = parse_gold(gold).calls
+        text = format_calls(calls)
+        if i % 3 == 1:
+            text = text.replace('"', "'", 2)  # malformed JSON
+        elif i % 3 == 2:
+            text = format_calls(calls[:-1]) if len(calls) > 1 else text.replace("}", ', "extra": 1}', 1)
+        cases.append(("tooluse", f"Thought: {REASONING[:400]}\n{text}", gold))
+    return cases
+
+
+def synthetic_cases() -> list[tuple]:
+    return [("synthetic", f"{i} plus {i} is <answer>{2 * i if i % 2 else 2 * i + 1}</answer>", str(2 * i))
+            for i in range(200)]
+
+
+def throughput(cases: list[tuple], seconds: float) -> tuple[float, float]:
+    """(verifications per second, mean score) over repeated passes for at least `seconds`."""
+    calls, score_sum, start = 0, 0.0, time.perf_counter()
+    while True:
+        for case in cases:
+            score_sum += compute_score(*case)["score"]
+        calls += len(cases)
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return calls / elapsed, score_sum / calls
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=2.0, help="measuring time per verifier")
+    parser.add_argument("--splits", type=Path, default=REPO.parent / "shared" / "data" / "sdpo_splits")
+    args = parser.parse_args(argv)
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
+    source = "real split rows" if args.splits.is_dir() else "built-in rows (splits not found)"
+    print(f"verifier throughput on one core ({source}; {args.seconds:.1f} s each)")
+    print(f"{'verifier':<12} {'cases':>6} {'mean len':>9} {'score':>6} {'verif/s':>10} {'target':>8}  ok")
+    failed = False
+    for name, cases in (("sciknoweval", mcq_cases(args.splits)), ("tooluse", tooluse_cases(args.splits)),
+                        ("synthetic", synthetic_cases())):
+        rate, mean_score = throughput(cases, args.seconds)
+        mean_len = sum(len(case[1]) for case in cases) / len(cases)
+        ok = rate >= TARGETS[name]
+        failed |= not ok
+        print(f"{name:<12} {len(cases):>6} {mean_len:>9.0f} {mean_score:>6.2f} {rate:>10,.0f} {TARGETS[name]:>8,.0f}  "
+              f"{'yes' if ok else 'NO'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
