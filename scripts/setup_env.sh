@@ -18,6 +18,9 @@ TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 TORCH_INDEX=${TORCH_INDEX:-}
 EXTRAS=${EXTRAS:-test}
 
+# pip on some hosts warns once per package about configured local indexes that do not exist: drop that noise only.
+pip_quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
+
 stamp_key() {
     { cat "$ROOT/setup.py" "$ROOT/scripts/setup_env.sh"; echo "$TORCH_SPEC|$TORCH_INDEX|$EXTRAS"; } | sha256sum | cut -c1-16
 }
@@ -32,7 +35,7 @@ if [[ ! -x "$VENV/bin/python" ]]; then
     echo "[setup_env] creating $VENV with $($PYTHON --version 2>&1)"
     "$PYTHON" -m venv "$VENV"
 fi
-PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+PIP=(pip_quiet "$VENV/bin/python" -m pip --disable-pip-version-check -q)
 rm -f "$VENV"/.srpo_verl_env_*
 
 # torch first: verl's base requirements leave torch free, so an already-installed build is kept.
@@ -44,11 +47,15 @@ else
 fi
 TORCH_VERSION=$("$VENV/bin/python" -c "import torch; print(torch.__version__)")
 
-echo "[setup_env] installing srpo_verl[$EXTRAS] (editable) with verl[verl-core]==0.9.1"
-# The constraint keeps pip from swapping the torch build just installed.
+# The constraint keeps pip from swapping the torch build just installed. verl goes in first, on its own: resolving
+# it together with the package's extras sends pip's resolver into long backtracking.
 CONSTRAINT=$(mktemp)
 trap 'rm -f "$CONSTRAINT"' EXIT
 echo "torch==${TORCH_VERSION}" > "$CONSTRAINT"
+VERL_SPEC=$(sed -n 's/^VERL_VERSION = "\(.*\)"$/verl[verl-core]==\1/p' "$ROOT/setup.py")
+echo "[setup_env] installing $VERL_SPEC"
+"${PIP[@]}" install -c "$CONSTRAINT" "$VERL_SPEC"
+echo "[setup_env] installing srpo_verl[$EXTRAS] (editable)"
 "${PIP[@]}" install -c "$CONSTRAINT" -e "$ROOT[$EXTRAS]"
 
 "$VENV/bin/python" - <<'PY'

@@ -1,0 +1,159 @@
+"""Memory-bounded log-probs and full-vocabulary entropy from logits (spec §1.4, §5.3, §7.22).
+
+Both functions work chunk by chunk over the token rows with fp32 maths and hold at most one fp32 [chunk, V] scratch
+buffer at a time (two in a backward that also needs the entropy's gradient), so no fp32 [N, V] tensor exists on top
+of the logits the engine already holds. The backward is hand-written for the same reason: autograd through
+``log_softmax`` would save an [N, V] fp32 tensor per call.
+
+For each row with scaled logits l = logits / T, log-partition Z and p = softmax(l):
+    log p_k = l_k − log Z
+    H = −Σ_v p_v log p_v = log Z − Σ_v p_v l_v
+    ∂ log p_k / ∂ l_j = 1[j = k] − p_j
+    ∂ H / ∂ l_j = −p_j (log p_j + H)
+and ∂/∂logits = (∂/∂l) / T.
+"""
+
+from __future__ import annotations
+
+import torch
+
+DEFAULT_CHUNK_SIZE = 1024
+
+
+def _shifted_chunk(logits_chunk: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fp32 copy of a [C, V] chunk divided by T and shifted by its row max, in place on the copy; the max [C])."""
+    scratch = logits_chunk.to(torch.float32, copy=True)
+    if temperature != 1.0:
+        scratch.div_(temperature)
+    row_max = scratch.amax(dim=-1, keepdim=True)
+    scratch.sub_(row_max)
+    return scratch, row_max.squeeze(-1)
+
+
+def _forward_chunk(
+    logits_chunk: torch.Tensor, k: int | None, ids_chunk: torch.Tensor | None, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One chunk: (log-probs at ids [C, K], ids [C, K], log Z of the scaled logits [C], entropy [C])."""
+    shifted, row_max = _shifted_chunk(logits_chunk, temperature)
+    if ids_chunk is None:
+        picked, ids_chunk = shifted.topk(k, dim=-1)
+    else:
+        picked = shifted.gather(-1, ids_chunk)
+    weights = shifted.exp_()  # reuses the buffer: e_v = exp(l_v − max)
+    partition = weights.sum(dim=-1)
+    weights.xlogy_(weights)  # e_v · log e_v = e_v · (l_v − max), still in the same buffer
+    weighted_logit_sum = weights.sum(dim=-1)
+    log_partition = partition.log()
+    entropy = log_partition - weighted_logit_sum / partition
+    return picked - log_partition.unsqueeze(-1), ids_chunk, row_max + log_partition, entropy
+
+
+class _ChunkedLogProbs(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits, ids, k, temperature, chunk_size):
+        rows = logits.shape[0]
+        width = k if ids is None else ids.shape[-1]
+        logp = torch.empty(rows, width, dtype=torch.float32, device=logits.device)
+        out_ids = torch.empty(rows, width, dtype=torch.long, device=logits.device)
+        log_partition = torch.empty(rows, dtype=torch.float32, device=logits.device)
+        entropy = torch.empty(rows, dtype=torch.float32, device=logits.device)
+        for start in range(0, rows, chunk_size):
+            stop = min(start + chunk_size, rows)
+            chunk_ids = None if ids is None else ids[start:stop]
+            lp, cid, lz, ent = _forward_chunk(logits[start:stop], k, chunk_ids, temperature)
+            logp[start:stop], out_ids[start:stop], log_partition[start:stop], entropy[start:stop] = lp, cid, lz, ent
+        ctx.save_for_backward(logits, out_ids, log_partition, entropy)
+        ctx.temperature, ctx.chunk_size = temperature, chunk_size
+        ctx.mark_non_differentiable(out_ids)
+        return logp, out_ids, entropy
+
+    @staticmethod
+    def backward(ctx, grad_logp, _grad_ids, grad_entropy):
+        logits, ids, log_partition, entropy = ctx.saved_tensors
+        temperature, chunk_size = ctx.temperature, ctx.chunk_size
+        grad_logits = torch.empty_like(logits)
+        in_place = logits.dtype == torch.float32
+        for start in range(0, logits.shape[0], chunk_size):
+            stop = min(start + chunk_size, logits.shape[0])
+            target = grad_logits[start:stop]
+            # fp32 logits: the gradient's own slice is the scratch buffer (no extra memory at all).
+            buf = target.copy_(logits[start:stop]) if in_place else logits[start:stop].to(torch.float32, copy=True)
+            if temperature != 1.0:
+                buf.div_(temperature)
+            buf.sub_(log_partition[start:stop].unsqueeze(-1))  # log p
+            g_k = grad_logp[start:stop] if grad_logp is not None else None
+            g_sum = g_k.sum(dim=-1, keepdim=True) if g_k is not None else 0.0
+            if grad_entropy is not None and bool((grad_entropy[start:stop] != 0).any()):
+                g_h = grad_entropy[start:stop].unsqueeze(-1)
+                coeff = buf.add(entropy[start:stop].unsqueeze(-1)).mul_(g_h).add_(g_sum)  # second buffer
+                buf.exp_().mul_(coeff).neg_()
+                del coeff
+            else:
+                buf.exp_().mul_(-g_sum if g_k is not None else 0.0)
+            if g_k is not None:
+                buf.scatter_add_(-1, ids[start:stop], g_k.to(buf.dtype))
+            if temperature != 1.0:
+                buf.div_(temperature)
+            if not in_place:
+                target.copy_(buf)
+        return grad_logits, None, None, None, None
+
+
+def _flatten(logits: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+    if logits.dim() < 1:
+        raise ValueError("logits must have a vocabulary dimension")
+    lead = tuple(logits.shape[:-1])
+    return logits.reshape(-1, logits.shape[-1]), lead
+
+
+def _check(temperature: float, chunk_size: int) -> None:
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be ≥ 1, got {chunk_size}")
+
+
+def topk_logprobs_with_entropy(
+    logits: torch.Tensor, k: int, temperature: float = 1.0, chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Top-k log-probs (under the full softmax of logits / T), their ids, and the full-vocabulary entropy.
+
+    Args:
+        logits: [..., V] in any float dtype; gradients flow back to it through the log-probs and the entropy.
+        k: number of top tokens (1 ≤ k ≤ V).
+        temperature: the logits are divided by it (the rollout temperature).
+        chunk_size: rows per fp32 scratch chunk.
+
+    Returns:
+        (topk_logp float32 [..., k] sorted descending, topk_ids long [..., k], entropy float32 [...]).
+    """
+    _check(temperature, chunk_size)
+    flat, lead = _flatten(logits)
+    if not 1 <= k <= flat.shape[-1]:
+        raise ValueError(f"k must be in [1, V={flat.shape[-1]}], got {k}")
+    logp, ids, entropy = _ChunkedLogProbs.apply(flat, None, k, float(temperature), int(chunk_size))
+    return logp.reshape(*lead, k), ids.reshape(*lead, k), entropy.reshape(lead)
+
+
+def gather_logprobs_with_entropy(
+    logits: torch.Tensor, ids: torch.Tensor, temperature: float = 1.0, chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs (under the full softmax of logits / T) at given token ids, and the full-vocabulary entropy.
+
+    Args:
+        logits: [..., V].
+        ids: long [..., K] (K ids per row, e.g. the student's stored top-k) or [...] (one id per row, e.g. the
+            sampled token); repeated ids are allowed.
+        temperature, chunk_size: as in :func:`topk_logprobs_with_entropy`.
+
+    Returns:
+        (logp float32 with the shape of ``ids``, entropy float32 [...]).
+    """
+    _check(temperature, chunk_size)
+    flat, lead = _flatten(logits)
+    single = ids.dim() == len(lead)
+    if tuple(ids.shape[: len(lead)]) != lead or ids.dim() not in (len(lead), len(lead) + 1):
+        raise ValueError(f"ids shape {tuple(ids.shape)} does not match logits' leading shape {lead}")
+    flat_ids = ids.reshape(-1, 1) if single else ids.reshape(flat.shape[0], -1)
+    logp, _, entropy = _ChunkedLogProbs.apply(flat, flat_ids.long(), None, float(temperature), int(chunk_size))
+    return logp.reshape(ids.shape), entropy.reshape(lead)
