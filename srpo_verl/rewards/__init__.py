@@ -38,6 +38,12 @@ def data_source_family(data_source: str) -> str:
     return family
 
 
+# What verl 0.9.1's reward managers add to every call (reward_loop/reward_manager/{naive,dapo,gdpo,limited}.py);
+# they pass them only when a reward router is configured. Neither changes the score.
+VERL_CALL_KWARGS = ("reward_router_address", "reward_model_tokenizer")
+REWARD_KWARGS = ("env_feedback", "allow_answer_revealing_feedback")
+
+
 def compute_score(
     data_source: str,
     solution_str: str,
@@ -45,14 +51,15 @@ def compute_score(
     extra_info: dict | None = None,
     env_feedback: bool = False,
     allow_answer_revealing_feedback: bool = False,
-    **verl_kwargs,
+    **other_kwargs,
 ) -> dict:
     """Score one completion (verl custom-reward entry point). Raises only for configuration errors (unknown
-    `data_source`, bad feedback kwargs), never because of what the model wrote.
-
-    `verl_kwargs` absorbs what verl's reward manager adds to every call (e.g. reward-router arguments); none of it
-    changes the score.
+    `data_source`, bad or misspelled reward kwargs), never because of what the model wrote.
     """
+    unexpected = sorted(set(other_kwargs) - set(VERL_CALL_KWARGS))
+    if unexpected:
+        raise ValueError(f"compute_score got unknown keyword argument(s) {unexpected}; the reward kwargs are "
+                         f"{list(REWARD_KWARGS)} (reward.custom_reward_function.reward_kwargs)")
     family = data_source_family(data_source)
     with_feedback = feedback_enabled(family, env_feedback, allow_answer_revealing_feedback)
     return _SCORERS[family](solution_str, ground_truth, with_feedback=with_feedback)

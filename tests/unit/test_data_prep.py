@@ -292,3 +292,46 @@ def test_tooluse_download_offline_fails_with_a_clear_message(monkeypatch, tmp_pa
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(RuntimeError, match=r"could not download https://raw\.githubusercontent\.com/.*--local"):
         tooluse.download_split("train", tmp_path)
+
+
+# ---- verl reads the files ----------------------------------------------------------------------------------------
+
+def _tiny_chat_tokenizer():
+    """A whitespace word-level tokenizer with a chat template (no hub access needed)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.WordLevel({"[UNK]": 0, "[PAD]": 1, "</s>": 2}, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", eos_token="</s>")
+    tokenizer.chat_template = ("{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }} {% endfor %}"
+                               "{% if add_generation_prompt %}<assistant>{% endif %}")
+    return tokenizer
+
+
+@pytest.mark.parametrize("task, split, rows, roles", [
+    ("biology", "test", 50, ["system", "user"]),
+    ("tooluse", "test", 68, ["system", "user"]),
+])
+def test_verl_rlhf_dataset_reads_the_prepared_parquet(task, split, rows, roles, splits_root, prepared_sciknoweval,
+                                                      tmp_path):
+    from omegaconf import OmegaConf
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    if task == "tooluse":
+        assert _load_script("prepare_tooluse").main(["--local", str(splits_root), "--out", str(tmp_path),
+                                                     "--splits", "test"]) == 0
+        path = tmp_path / "tooluse" / "test.parquet"
+    else:
+        path = prepared_sciknoweval / task / f"{split}.parquet"
+    config = OmegaConf.create({"max_prompt_length": 4096, "filter_overlong_prompts": True,
+                               "filter_overlong_prompts_workers": 1, "cache_dir": str(tmp_path / "cache"),
+                               "apply_chat_template_kwargs": {"enable_thinking": False}})
+    dataset = RLHFDataset([str(path)], _tiny_chat_tokenizer(), config)
+    assert len(dataset) == rows
+    item = dataset[3]
+    assert [m["role"] for m in item["raw_prompt"]] == roles
+    assert item["data_source"] == task.replace("biology", "sciknoweval") and item["index"] == 3
+    result = compute_score(item["data_source"], "<answer>Z</answer>", item["reward_model"]["ground_truth"],
+                           item["extra_info"])
+    assert result["score"] == 0.0

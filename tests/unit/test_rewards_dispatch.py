@@ -55,9 +55,24 @@ def test_verl_entry_file_loads_standalone_by_path():
     assert result["score"] == 1.0
 
 
-def test_verl_extra_kwargs_are_absorbed():
-    result = compute_score("synthetic", "<answer>5</answer>", "5", None, reward_router_address=None)
+def test_verl_call_kwargs_are_accepted_and_misspelled_reward_kwargs_are_not():
+    result = compute_score("synthetic", "<answer>5</answer>", "5", None, reward_router_address="127.0.0.1:9",
+                           reward_model_tokenizer=None)
     assert result["score"] == 1.0
+    with pytest.raises(ValueError, match=r"unknown keyword argument\(s\) \['env_feedbak'\]"):
+        compute_score("synthetic", "<answer>5</answer>", "5", env_feedbak=True)
+
+
+def test_reward_kwargs_from_verl_config_reach_the_verifier():
+    """verl wraps the loaded function with reward_kwargs (trainer/ppo/reward.py::get_custom_reward_fn)."""
+    from omegaconf import OmegaConf
+    from verl.trainer.ppo.reward import get_custom_reward_fn
+
+    config = OmegaConf.create({"reward": {"custom_reward_function": {
+        "path": str(ENTRY_FILE), "name": "compute_score", "reward_kwargs": {"env_feedback": True}}}})
+    fn = get_custom_reward_fn(config)
+    result = fn(data_source="synthetic", solution_str="<answer>4</answer>", ground_truth="5", extra_info={})
+    assert result["feedback"] == "Your answer was not accepted: wrong answer."
 
 
 def test_feedback_is_off_by_default_and_opt_in():
