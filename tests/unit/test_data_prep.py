@@ -9,7 +9,6 @@ import pytest
 
 from srpo_verl.data import sciknoweval, tooluse
 from srpo_verl.data.parquet import VERL_COLUMNS
-from srpo_verl.data.splits import SplitError
 from srpo_verl.rewards import compute_score
 
 REPO = Path(__file__).resolve().parents[2]
