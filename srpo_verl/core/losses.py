@@ -48,7 +48,7 @@ METHOD_ROUTE_MODE = {
 #: methods whose distillation tokens are weighted by exp(−β·H_teacher) (§1.4); SDPO and the ablations are not.
 METHODS_WITH_ENTROPY_WEIGHTS = frozenset({"srpo"})
 
-LOSS_AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum")
+LOSS_AGG_MODES = ("token-mean", "token-sum", "seq-mean-token-mean", "seq-mean-token-sum")
 
 
 @dataclass(frozen=True)
@@ -230,30 +230,39 @@ def aggregate_token_loss(
     mode: str = "token-mean",
     global_token_count: torch.Tensor | float | None = None,
     global_seq_count: torch.Tensor | float | None = None,
+    dp_size: int = 1,
 ) -> torch.Tensor:
     """Aggregate a [B, T] per-token loss of one micro-batch with a global denominator (spec §1.5, §7.23).
 
     token-mean: Σ loss·mask / N_tokens, N_tokens the valid tokens of the whole update batch.
+    token-sum: Σ loss·mask.
     seq-mean-token-mean: Σ_seq (Σ_t loss·mask / n_seq) / N_seqs (sequences with no valid token add 0).
     seq-mean-token-sum: Σ_seq Σ_t loss·mask / N_seqs.
-    With the defaults (None) the counts are this call's own, i.e. the plain mean over the given rows. Summing the
-    results of the micro-batches of one batch, each given the batch's counts, equals aggregating the batch at once.
+
+    With the counts left as None they are this call's own (valid tokens; sequences with a valid token), i.e. the
+    plain mean over the given rows. Summing the results of the micro-batches of one batch, each given the batch's
+    counts, equals aggregating the batch at once. ``dp_size`` multiplies the result, because data-parallel
+    gradient all-reduce averages over ranks; the conventions are those of verl's ``agg_loss``.
 
     Returns:
         scalar tensor.
     """
+    if mode not in LOSS_AGG_MODES:
+        raise ValueError(f"actor.loss_agg_mode={mode!r} is not one of {LOSS_AGG_MODES}")
     mask = mask.to(loss_mat.dtype)
     masked = loss_mat * mask
     if mode == "token-mean":
         denom = mask.sum().clamp(min=1.0) if global_token_count is None else global_token_count
-        return masked.sum() / denom
-    if mode not in LOSS_AGG_MODES:
-        raise ValueError(f"actor.loss_agg_mode={mode!r} is not one of {LOSS_AGG_MODES}")
+        return masked.sum() / denom * dp_size
+    if mode == "token-sum":
+        return masked.sum() * dp_size
     per_seq = masked.sum(dim=-1)
+    tokens_per_seq = mask.sum(dim=-1)
     if mode == "seq-mean-token-mean":
-        per_seq = per_seq / mask.sum(dim=-1).clamp(min=1.0)
-    denom = max(loss_mat.shape[0], 1) if global_seq_count is None else global_seq_count
-    return per_seq.sum() / denom
+        per_seq = per_seq / tokens_per_seq.clamp(min=1.0)
+    if global_seq_count is None:
+        global_seq_count = (tokens_per_seq > 0).sum().clamp(min=1)
+    return per_seq.sum() / global_seq_count * dp_size
 
 
 @dataclass
@@ -279,6 +288,7 @@ def routed_policy_loss(
     loss_agg_mode: str = "token-mean",
     global_token_count: torch.Tensor | float | None = None,
     global_seq_count: torch.Tensor | float | None = None,
+    dp_size: int = 1,
 ) -> RoutedLoss:
     """L_final of one micro-batch (spec §1.5): :func:`routed_token_loss` aggregated by :func:`aggregate_token_loss`.
 
@@ -289,8 +299,7 @@ def routed_policy_loss(
         config, log_prob, old_log_prob, advantages, distill, student_topk_logp, teacher_topk_logp,
         entropy_weights, rollout_is_weights,
     )
-    grpo = aggregate_token_loss(parts.grpo, response_mask, loss_agg_mode, global_token_count, global_seq_count)
-    distill_loss = aggregate_token_loss(
-        parts.distill, response_mask, loss_agg_mode, global_token_count, global_seq_count
-    )
+    counts = (loss_agg_mode, global_token_count, global_seq_count, dp_size)
+    grpo = aggregate_token_loss(parts.grpo, response_mask, *counts)
+    distill_loss = aggregate_token_loss(parts.distill, response_mask, *counts)
     return RoutedLoss(loss=grpo + distill_loss, grpo=grpo, distill=distill_loss)
