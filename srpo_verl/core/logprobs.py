@@ -48,36 +48,44 @@ def _forward_chunk(
     return picked - log_partition.unsqueeze(-1), ids_chunk, row_max + log_partition, entropy
 
 
+def _rows_of(logits: torch.Tensor, rows: torch.Tensor | None, start: int, stop: int) -> torch.Tensor:
+    """The [stop − start, V] logits of selected rows start:stop (a view without ``rows``, a chunk copy with it)."""
+    return logits[start:stop] if rows is None else logits.index_select(0, rows[start:stop])
+
+
 class _ChunkedLogProbs(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits, ids, k, temperature, chunk_size):
-        rows = logits.shape[0]
+    def forward(ctx, logits, rows, ids, k, temperature, chunk_size):
+        count = logits.shape[0] if rows is None else rows.shape[0]
         width = k if ids is None else ids.shape[-1]
-        logp = torch.empty(rows, width, dtype=torch.float32, device=logits.device)
-        out_ids = torch.empty(rows, width, dtype=torch.long, device=logits.device)
-        log_partition = torch.empty(rows, dtype=torch.float32, device=logits.device)
-        entropy = torch.empty(rows, dtype=torch.float32, device=logits.device)
-        for start in range(0, rows, chunk_size):
-            stop = min(start + chunk_size, rows)
+        logp = torch.empty(count, width, dtype=torch.float32, device=logits.device)
+        out_ids = torch.empty(count, width, dtype=torch.long, device=logits.device)
+        log_partition = torch.empty(count, dtype=torch.float32, device=logits.device)
+        entropy = torch.empty(count, dtype=torch.float32, device=logits.device)
+        for start in range(0, count, chunk_size):
+            stop = min(start + chunk_size, count)
             chunk_ids = None if ids is None else ids[start:stop]
-            lp, cid, lz, ent = _forward_chunk(logits[start:stop], k, chunk_ids, temperature)
+            lp, cid, lz, ent = _forward_chunk(_rows_of(logits, rows, start, stop), k, chunk_ids, temperature)
             logp[start:stop], out_ids[start:stop], log_partition[start:stop], entropy[start:stop] = lp, cid, lz, ent
-        ctx.save_for_backward(logits, out_ids, log_partition, entropy)
+        ctx.save_for_backward(logits, rows, out_ids, log_partition, entropy)
         ctx.temperature, ctx.chunk_size = temperature, chunk_size
         ctx.mark_non_differentiable(out_ids)
         return logp, out_ids, entropy
 
     @staticmethod
     def backward(ctx, grad_logp, _grad_ids, grad_entropy):
-        logits, ids, log_partition, entropy = ctx.saved_tensors
+        logits, rows, ids, log_partition, entropy = ctx.saved_tensors
         temperature, chunk_size = ctx.temperature, ctx.chunk_size
-        grad_logits = torch.empty_like(logits)
-        in_place = logits.dtype == torch.float32
-        for start in range(0, logits.shape[0], chunk_size):
-            stop = min(start + chunk_size, logits.shape[0])
+        # With ``rows``, the rows that were not selected get a zero gradient.
+        grad_logits = torch.empty_like(logits) if rows is None else torch.zeros_like(logits)
+        in_place = logits.dtype == torch.float32 and rows is None
+        count = ids.shape[0]
+        for start in range(0, count, chunk_size):
+            stop = min(start + chunk_size, count)
             target = grad_logits[start:stop]
-            # fp32 logits: the gradient's own slice is the scratch buffer (no extra memory at all).
-            buf = target.copy_(logits[start:stop]) if in_place else logits[start:stop].to(torch.float32, copy=True)
+            chunk = _rows_of(logits, rows, start, stop)
+            # fp32 logits without row selection: the gradient's own slice is the scratch buffer (no extra memory).
+            buf = target.copy_(chunk) if in_place else chunk.to(torch.float32, copy=True)
             if temperature != 1.0:
                 buf.div_(temperature)
             buf.sub_(log_partition[start:stop].unsqueeze(-1))  # log p
@@ -94,9 +102,11 @@ class _ChunkedLogProbs(torch.autograd.Function):
                 buf.scatter_add_(-1, ids[start:stop], g_k.to(buf.dtype))
             if temperature != 1.0:
                 buf.div_(temperature)
-            if not in_place:
+            if rows is not None:
+                grad_logits.index_add_(0, rows[start:stop], buf.to(grad_logits.dtype))
+            elif not in_place:
                 target.copy_(buf)
-        return grad_logits, None, None, None, None
+        return grad_logits, None, None, None, None, None
 
 
 def _flatten(logits: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
@@ -114,7 +124,11 @@ def _check(temperature: float, chunk_size: int) -> None:
 
 
 def topk_logprobs_with_entropy(
-    logits: torch.Tensor, k: int, temperature: float = 1.0, chunk_size: int = DEFAULT_CHUNK_SIZE
+    logits: torch.Tensor,
+    k: int,
+    temperature: float = 1.0,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    rows: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Top-k log-probs (under the full softmax of logits / T), their ids, and the full-vocabulary entropy.
 
@@ -123,6 +137,8 @@ def topk_logprobs_with_entropy(
         k: number of top tokens (1 ≤ k ≤ V).
         temperature: the logits are divided by it (the rollout temperature).
         chunk_size: rows per fp32 scratch chunk.
+        rows: optional long [M] indices into the flattened rows of ``logits``; only those rows are computed (e.g.
+            the response tokens of a packed sequence batch) and the outputs are [M, ...] instead of [..., ...].
 
     Returns:
         (topk_logp float32 [..., k] sorted descending, topk_ids long [..., k], entropy float32 [...]).
@@ -131,12 +147,18 @@ def topk_logprobs_with_entropy(
     flat, lead = _flatten(logits)
     if not 1 <= k <= flat.shape[-1]:
         raise ValueError(f"k must be in [1, V={flat.shape[-1]}], got {k}")
-    logp, ids, entropy = _ChunkedLogProbs.apply(flat, None, k, float(temperature), int(chunk_size))
+    if rows is not None:
+        lead = (rows.shape[0],)
+    logp, ids, entropy = _ChunkedLogProbs.apply(flat, rows, None, k, float(temperature), int(chunk_size))
     return logp.reshape(*lead, k), ids.reshape(*lead, k), entropy.reshape(lead)
 
 
 def gather_logprobs_with_entropy(
-    logits: torch.Tensor, ids: torch.Tensor, temperature: float = 1.0, chunk_size: int = DEFAULT_CHUNK_SIZE
+    logits: torch.Tensor,
+    ids: torch.Tensor,
+    temperature: float = 1.0,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    rows: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs (under the full softmax of logits / T) at given token ids, and the full-vocabulary entropy.
 
@@ -144,16 +166,19 @@ def gather_logprobs_with_entropy(
         logits: [..., V].
         ids: long [..., K] (K ids per row, e.g. the student's stored top-k) or [...] (one id per row, e.g. the
             sampled token); repeated ids are allowed.
-        temperature, chunk_size: as in :func:`topk_logprobs_with_entropy`.
+        temperature, chunk_size, rows: as in :func:`topk_logprobs_with_entropy`; with ``rows`` [M], ``ids`` is
+            [M, K] or [M].
 
     Returns:
         (logp float32 with the shape of ``ids``, entropy float32 [...]).
     """
     _check(temperature, chunk_size)
     flat, lead = _flatten(logits)
+    if rows is not None:
+        lead = (rows.shape[0],)
     single = ids.dim() == len(lead)
     if tuple(ids.shape[: len(lead)]) != lead or ids.dim() not in (len(lead), len(lead) + 1):
         raise ValueError(f"ids shape {tuple(ids.shape)} does not match logits' leading shape {lead}")
-    flat_ids = ids.reshape(-1, 1) if single else ids.reshape(flat.shape[0], -1)
-    logp, _, entropy = _ChunkedLogProbs.apply(flat, flat_ids.long(), None, float(temperature), int(chunk_size))
+    flat_ids = ids.reshape(-1, 1) if single else ids.reshape(lead[0] if rows is not None else flat.shape[0], -1)
+    logp, _, entropy = _ChunkedLogProbs.apply(flat, rows, flat_ids.long(), None, float(temperature), int(chunk_size))
     return logp.reshape(ids.shape), entropy.reshape(lead)

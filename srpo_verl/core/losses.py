@@ -182,6 +182,7 @@ def routed_token_loss(
     teacher_topk_logp: torch.Tensor | None = None,
     entropy_weights: torch.Tensor | None = None,
     rollout_is_weights: torch.Tensor | None = None,
+    divergence: torch.Tensor | None = None,
 ) -> RoutedTokenLoss:
     """The per-token SRPO/SDPO/GRPO loss before aggregation (spec §7.21–§7.22).
 
@@ -196,6 +197,8 @@ def routed_token_loss(
             distillation tokens; pass them only for ``srpo``.
         rollout_is_weights: [B, T] verl's rollout-correction weights min(π_old/π_rollout, ρ), detached; they
             multiply both branches (spec §7.9).
+        divergence: [B, T] the per-token :func:`distillation_token_loss`, when it was already computed (the verl
+            integration computes it inside the engine's logits pass); replaces the two top-K arguments.
 
     Returns:
         :class:`RoutedTokenLoss` with the branch-weighted GRPO and distillation parts.
@@ -205,13 +208,16 @@ def routed_token_loss(
         log_prob, old_log_prob, advantages, config.clip_ratio_low, config.clip_ratio_high, config.clip_ratio_c
     )
     needs_distill = config.method != "grpo"
-    if needs_distill and (student_topk_logp is None or teacher_topk_logp is None):
+    if needs_distill and divergence is None and (student_topk_logp is None or teacher_topk_logp is None):
         raise ValueError(f"srpo.method={config.method} needs student and teacher top-K log-probs")
     if needs_distill:
-        rows = distill.view(-1, 1, 1)
-        # Non-distilled rows compare the student with itself: zero loss, and no NaN from unused teacher rows.
-        teacher = torch.where(rows, teacher_topk_logp.detach().float(), student_topk_logp.detach().float())
-        divergence = distillation_token_loss(student_topk_logp, teacher, config.alpha, config.add_tail)
+        if divergence is None:
+            rows = distill.view(-1, 1, 1)
+            # Non-distilled rows compare the student with itself: zero loss, and no NaN from unused teacher rows.
+            teacher = torch.where(rows, teacher_topk_logp.detach().float(), student_topk_logp.detach().float())
+            divergence = distillation_token_loss(student_topk_logp, teacher, config.alpha, config.add_tail)
+        else:
+            divergence = torch.where(distill.unsqueeze(-1), divergence, torch.zeros_like(divergence))
         divergence = divergence * is_clip_weights(log_prob, old_log_prob, config.is_clip)
         if entropy_weights is not None:
             divergence = divergence * entropy_weights.detach()
@@ -289,6 +295,7 @@ def routed_policy_loss(
     global_token_count: torch.Tensor | float | None = None,
     global_seq_count: torch.Tensor | float | None = None,
     dp_size: int = 1,
+    divergence: torch.Tensor | None = None,
 ) -> RoutedLoss:
     """L_final of one micro-batch (spec §1.5): :func:`routed_token_loss` aggregated by :func:`aggregate_token_loss`.
 
@@ -297,7 +304,7 @@ def routed_policy_loss(
     """
     parts = routed_token_loss(
         config, log_prob, old_log_prob, advantages, distill, student_topk_logp, teacher_topk_logp,
-        entropy_weights, rollout_is_weights,
+        entropy_weights, rollout_is_weights, divergence,
     )
     counts = (loss_agg_mode, global_token_count, global_seq_count, dp_size)
     grpo = aggregate_token_loss(parts.grpo, response_mask, *counts)

@@ -102,3 +102,21 @@ def test_argument_errors():
         topk_logprobs_with_entropy(logits, k=1, temperature=0.0)
     with pytest.raises(ValueError, match="does not match"):
         gather_logprobs_with_entropy(logits, torch.zeros(3, 1, dtype=torch.long))
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 64])
+def test_row_selection_matches_indexing_first_and_zero_grad_elsewhere(chunk_size):
+    logits = make_logits((9, 40), seed=6).requires_grad_()
+    rows = torch.tensor([7, 2, 3, 8])
+    ids = torch.randint(0, 40, (4, 5), generator=torch.Generator().manual_seed(7))
+    logp, entropy = gather_logprobs_with_entropy(logits, ids, chunk_size=chunk_size, rows=rows)
+    top, top_ids, top_entropy = topk_logprobs_with_entropy(logits, k=3, chunk_size=chunk_size, rows=rows)
+    ref_logits = logits.detach().clone().requires_grad_()
+    ref_full, ref_entropy = naive(ref_logits[rows], 1.0)
+    torch.testing.assert_close(logp, ref_full.gather(-1, ids), atol=1e-6, rtol=0)
+    torch.testing.assert_close(entropy, ref_entropy, atol=1e-6, rtol=0)
+    torch.testing.assert_close(top, ref_full.topk(3, -1).values, atol=1e-6, rtol=0)
+    (logp.sum() + entropy.sum() + top.sum()).backward()
+    (ref_full.gather(-1, ids).sum() + ref_entropy.sum() + ref_full.topk(3, -1).values.sum()).backward()
+    torch.testing.assert_close(logits.grad, ref_logits.grad, atol=1e-6, rtol=1e-6)
+    assert logits.grad[[0, 1, 4, 5, 6]].abs().sum() == 0

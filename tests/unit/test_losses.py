@@ -217,3 +217,16 @@ def test_aggregation_matches_verl_agg_loss_with_global_counts(mode):
     assert ours.item() == pytest.approx(theirs.item(), abs=1e-6)
     local_ours = aggregate_token_loss(loss_mat, b["mask"], mode)
     assert local_ours.item() == pytest.approx(agg_loss(loss_mat, b["mask"], mode).item(), abs=1e-6)
+
+
+def test_precomputed_divergence_equals_topk_inputs():
+    log_prob, old, adv, student, teacher = two_row_batch()
+    config = RoutedLossConfig(method="srpo_no_dw", add_tail=False)
+    distill = torch.tensor([False, True])
+    from srpo_verl.core import distillation_token_loss
+
+    divergence = distillation_token_loss(student, teacher, 0.5, add_tail=False)
+    divergence[0] = float("nan")  # rows that are not distilled are ignored, NaN included
+    a = routed_policy_loss(config, log_prob, old, adv, torch.ones(2, 2), distill, student, teacher)
+    b = routed_policy_loss(config, log_prob, old, adv, torch.ones(2, 2), distill, divergence=divergence)
+    assert a.loss.item() == pytest.approx(b.loss.item(), abs=1e-7)
