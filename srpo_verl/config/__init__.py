@@ -1,0 +1,1 @@
+"""Hydra configs of srpo_verl (composed on top of verl's `pkg://verl.trainer.config`)."""

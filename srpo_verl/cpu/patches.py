@@ -1,0 +1,168 @@
+"""The three verl 0.9.1 changes the CPU backend needs, applied when (and only when) the patched module is imported.
+
+Each patch is a function of the freshly imported module. `after_import(name, patch)` runs it at once if the module is
+already in `sys.modules`, else from a `sys.meta_path` hook right after the module body executes. That keeps the
+plugin cheap (verl imports the FSDP engine only in the worker processes that need it) and independent of the order
+in which verl imports its modules (engine_workers binds `initialize_global_process_group_ray` by name at import
+time, so patching only `verl.utils.distributed` after engine_workers was imported would silently do nothing).
+
+verl touch-points (private APIs, re-check on every verl upgrade; CPU_BACKEND_NOTES §4.2 rows 3-5 and 12):
+  - `verl.utils.distributed.initialize_global_process_group_ray` default backend "cpu:gloo,<device>:<nccl>";
+  - `EngineRegistry` entries of the FSDP engines, registered for cuda/npu only;
+  - `CPUOffloadPolicy(pin_memory=True)` of the forward-only (ref) FSDP2 engine; pinning needs an accelerator.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import sys
+import threading
+from types import ModuleType
+from typing import Callable
+
+ModulePatch = Callable[[ModuleType], None]
+
+_pending: dict[str, list[ModulePatch]] = {}
+_lock = threading.Lock()
+_applied: list[str] = []
+
+
+class _PatchingLoader(importlib.abc.Loader):
+    """Delegates to the real loader, then runs the patches registered for the module."""
+
+    def __init__(self, inner: importlib.abc.Loader, name: str) -> None:
+        self._inner = inner
+        self._name = name
+
+    def create_module(self, spec):
+        return self._inner.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self._inner.exec_module(module)
+        with _lock:
+            patches = _pending.pop(self._name, [])
+        for patch in patches:
+            _run(patch, module)
+
+
+class _PostImportFinder(importlib.abc.MetaPathFinder):
+    """Meta-path finder that wraps the loader of watched modules; it never finds a module by itself."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname not in _pending:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                if spec.loader is not None:
+                    spec.loader = _PatchingLoader(spec.loader, fullname)
+                return spec
+        return None
+
+
+_FINDER = _PostImportFinder()
+
+
+def _run(patch: ModulePatch, module: ModuleType) -> None:
+    patch(module)
+    _applied.append(f"{module.__name__}:{patch.__name__}")
+
+
+def after_import(module_name: str, patch: ModulePatch) -> None:
+    """Run `patch(module)` now if `module_name` is imported, else right after its first import."""
+    module = sys.modules.get(module_name)
+    if module is not None:
+        _run(patch, module)
+        return
+    with _lock:
+        _pending.setdefault(module_name, []).append(patch)
+        if _FINDER not in sys.meta_path:
+            sys.meta_path.insert(0, _FINDER)
+
+
+def applied_patches() -> list[str]:
+    """'module:patch' for every patch applied so far in this process (for tests and start-up logs)."""
+    return list(_applied)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The patches
+# --------------------------------------------------------------------------------------------------------------
+
+CPU_PROCESS_GROUP_BACKEND = "gloo"
+
+
+def _wrap_process_group_init(original: Callable) -> Callable:
+    """`initialize_global_process_group_ray` with a plain "gloo" default backend.
+
+    verl builds "cpu:gloo,{device}:{backend}", which on the CPU platform is "cpu:gloo,cpu:gloo" and torch rejects it
+    ("Duplicate device type cpu"). An explicit `backend=` argument is passed through untouched.
+    """
+    if getattr(original, "_srpo_verl_cpu", False):
+        return original
+
+    def initialize_global_process_group_ray(timeout_second=None, backend=None):
+        return original(timeout_second=timeout_second, backend=backend or CPU_PROCESS_GROUP_BACKEND)
+
+    initialize_global_process_group_ray._srpo_verl_cpu = True
+    initialize_global_process_group_ray.__wrapped__ = original
+    return initialize_global_process_group_ray
+
+
+def patch_process_group_backend(module: ModuleType) -> None:
+    """Replace `initialize_global_process_group_ray` in `module` (verl.utils.distributed or a module that bound it)."""
+    if not hasattr(module, "initialize_global_process_group_ray"):
+        raise RuntimeError(
+            f"srpo_verl CPU backend: {module.__name__} has no initialize_global_process_group_ray; "
+            "verl changed (this backend targets verl 0.9.1)"
+        )
+    module.initialize_global_process_group_ray = _wrap_process_group_init(module.initialize_global_process_group_ray)
+
+
+def register_fsdp_engines_for_cpu(module: ModuleType) -> None:
+    """Register verl's FSDP engines (`fsdp`, `fsdp2`) for device "cpu" through the public `EngineRegistry.register`."""
+    from verl.workers.engine.base import EngineRegistry
+
+    for model_type, engine_cls in (
+        ("language_model", module.FSDPEngineWithLMHead),
+        ("value_model", module.FSDPEngineWithValueHead),
+    ):
+        if EngineRegistry._engines.get(model_type, {}).get("fsdp2", {}).get("cpu") is engine_cls:
+            continue
+        EngineRegistry.register(model_type=model_type, backend=["fsdp", "fsdp2"], device="cpu")(engine_cls)
+
+
+def _unpinned_offload_policy(policy_cls: type) -> Callable:
+    """A `CPUOffloadPolicy` factory that ignores `pin_memory=True` (pinning needs an accelerator)."""
+    if getattr(policy_cls, "_srpo_verl_cpu", False):
+        return policy_cls
+
+    def CPUOffloadPolicy(*args, pin_memory: bool = True, **kwargs):  # noqa: N802 (stands in for the class)
+        return policy_cls(*args, pin_memory=False, **kwargs)
+
+    CPUOffloadPolicy._srpo_verl_cpu = True
+    CPUOffloadPolicy.__wrapped__ = policy_cls
+    return CPUOffloadPolicy
+
+
+def patch_offload_policy_pinning(module: ModuleType) -> None:
+    """Make the FSDP2 engine module build its `CPUOffloadPolicy` with `pin_memory=False`."""
+    if getattr(module, "CPUOffloadPolicy", None) is None:
+        raise RuntimeError(
+            f"srpo_verl CPU backend: {module.__name__}.CPUOffloadPolicy is missing; verl or torch changed"
+        )
+    module.CPUOffloadPolicy = _unpinned_offload_policy(module.CPUOffloadPolicy)
+
+
+FSDP_ENGINE_MODULE = "verl.workers.engine.fsdp.transformer_impl"
+
+
+def install_cpu_patches() -> None:
+    """Arm all CPU patches (idempotent: each wrapper recognises itself)."""
+    after_import("verl.utils.distributed", patch_process_group_backend)
+    after_import("verl.workers.engine_workers", patch_process_group_backend)
+    after_import(FSDP_ENGINE_MODULE, register_fsdp_engines_for_cpu)
+    after_import(FSDP_ENGINE_MODULE, patch_offload_policy_pinning)
