@@ -79,7 +79,7 @@ srpo_paper_check_inputs() {
 
 srpo_paper_run() {
     srpo_paper_check_inputs
-    local run_dir="${RUNS_DIR}/${MODEL_TAG}/${METHOD}/${TASK}"
+    local run_dir="${RUN_DIR:-${RUNS_DIR}/${MODEL_TAG}/${METHOD}/${TASK}}"   # RUN_DIR: scripts/eval puts its own
     local stamp=${RUN_STAMP:-$(date +%Y%m%d-%H%M%S)}   # names this launch's log files
     # verl's file logger truncates its file at start-up, so every launch (e.g. a resume) gets its own JSONL.
     local jsonl="${run_dir}/metrics_${stamp}.jsonl"

@@ -80,7 +80,9 @@ def score_main(argv: list[str] | None = None) -> int:
             if args.last:
                 files = files[-1:]
             for file in files:
-                label = f"{path.name}/{file.stem}" if path.is_dir() else str(file)
+                # a recipe's dump folder is <run>/val_generations: label it by the run folder
+                folder = path.parent.name if path.name == "val_generations" else path.name
+                label = f"{folder}/{file.stem}" if path.is_dir() else str(file)
                 summary = generations.summarize(generations.read_generation_dump(file), ks)
                 rows.append((label, summary))
     except (ValueError, FileNotFoundError) as err:

@@ -109,5 +109,10 @@ def test_score_cli_prints_table_for_a_dump_folder(tmp_path, capsys):
     assert out[3] == "| chemistry/10 | 2 | 4 | 75.0 | 75.0 | 91.7 |"
     assert cli.score_main([str(folder), "--k", "1", "--last"]) == 0
     assert capsys.readouterr().out.splitlines()[2:] == ["| chemistry/10 | 2 | 4 | 75.0 | 75.0 |"]
+    recipe_layout = tmp_path / "physics" / "val_generations"
+    recipe_layout.mkdir(parents=True)
+    _write_dump(recipe_layout / "0.jsonl", _dump_rows(0, {"a": [1, 1, 1, 0]}))
+    assert cli.score_main([str(recipe_layout), "--k", "2"]) == 0
+    assert capsys.readouterr().out.splitlines()[2] == "| physics/0 | 1 | 4 | 75.0 | 100.0 |"
     assert cli.score_main([str(tmp_path / "missing")]) == 1
     assert "validation dump file or folder not found" in capsys.readouterr().err
