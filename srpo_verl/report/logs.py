@@ -23,7 +23,7 @@ from pathlib import Path
 
 StepMetrics = dict[int, dict[str, float]]
 
-_CONSOLE_STEP = re.compile(r"step:(\d+) - ")
+_CONSOLE_STEP = re.compile(r"(?<![\w/])step:(\d+) - ")  # not training/global_step:N
 _CONSOLE_PAIR = re.compile(r"(?:^| - )([^\s:][^:]*?):(\S+)")
 _NUMBER = re.compile(r"^(?:np\.\w+\()?([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf))\)?$")
 

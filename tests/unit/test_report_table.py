@@ -200,3 +200,33 @@ def test_errors_name_the_run_and_problem(tmp_path, capsys):
     assert "bad.jsonl:2: 'step' is 'x'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="time window '1d'"):
         table.parse_time_windows("1h,1d")
+
+
+# Excerpts (whole key:value pairs, in order, others elided) of real verl 0.9.1 console lines from a CPU tiny run of
+# srpo_verl.main: Ray's coloured actor prefix, numpy reprs, and `training/global_step:N` inside the line.
+REAL_CONSOLE = (
+    "\x1b[36m(TaskRunnerV1 pid=22050)\x1b[0m step:0 - val-core/synthetic/acc/mean@4:np.float64(0.875) - "
+    "val-core/synthetic/acc/best@4/mean:np.float64(0.875)\n"
+    "\x1b[36m(TaskRunnerV1 pid=22050)\x1b[0m step:1 - global_seqlen/min:1472.0 - actor/entropy:5.686483383178711 - "
+    "training/rollout_probs_diff_max:2.3283064365386963e-09 - timing_s/step:8.2 - training/global_step:1 - "
+    "training/epoch:0\n"
+    "\x1b[36m(TaskRunnerV1 pid=22050)\x1b[0m step:2 - global_seqlen/min:1472.0 - "
+    "val-core/synthetic/acc/mean@4:np.float64(0.0625) - timing_s/step:5.023700897998424 - "
+    "timing_s/testing:7.6915183090004575 - training/global_step:2 - training/epoch:0\n"
+)
+
+
+def test_real_verl_console_lines(tmp_path, capsys):
+    log = tmp_path / "console_0.log"
+    log.write_text(REAL_CONSOLE)
+    run = logs.load_run(log)
+    assert sorted(run.steps) == [0, 1, 2]
+    assert run.steps[1]["training/rollout_probs_diff_max"] == 2.3283064365386963e-09
+    assert run.series("val-core/synthetic/acc/mean@4") == {0: 0.875, 2: 0.0625}
+    assert cli.report_main(["--run", f"grpo:tiny={log}", "--windows", "10s,14s", "--step-windows", "1,2"]) == 0
+    out = capsys.readouterr().out
+    assert "| base | 87.5 | 87.5 |" in out
+    assert "| grpo | –/6.2 | –/6.2 |" in out      # step 2 ends at 8.2 + 5.02 = 13.2 s of training
+    # a wrapped line continuing with `training/global_step:N - ...` is not a step record of its own
+    log.write_text("  - training/global_step:3 - timing_s/step:1.0\n")
+    assert logs.load_run(log).steps == {}
