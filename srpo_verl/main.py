@@ -8,6 +8,7 @@ swaps the TaskRunner / trainer for SRPO's here.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import hydra
@@ -15,6 +16,16 @@ from omegaconf import DictConfig, OmegaConf
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PATH_RESOLVER = "srpo_verl_path"
+VERL_CONFIG_SEARCHPATH = "pkg://verl.trainer.config"
+
+
+def with_verl_searchpath(argv: list[str]) -> list[str]:
+    """Put verl's configs on Hydra's search path from the command line (Hydra accepts `hydra.searchpath` only
+    in the primary config, and our configs are also used as defaults of one another). A user's own
+    `hydra.searchpath=...` is kept as given and must then include verl's."""
+    if any(arg.lstrip("+").startswith("hydra.searchpath") for arg in argv[1:]):
+        return argv
+    return [*argv, f"hydra.searchpath=[{VERL_CONFIG_SEARCHPATH}]"]
 
 
 def package_path(relative: str) -> str:
@@ -58,7 +69,13 @@ def main(config: DictConfig) -> None:
     from verl.utils.config import validate_config
     from verl.utils.device import auto_set_device
 
+    from srpo_verl.verl_ext.config import validate_run_config
+    from srpo_verl.verl_ext.registration import assert_registered
+
+    assert_registered(where="driver")
     materialise_package_paths(config)
+    if config.trainer.get("v1", {}).get("trainer_mode") == "srpo":
+        validate_run_config(config)  # fail before Ray starts, naming the key
     auto_set_device(config)
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
     if not config.trainer.use_v1:
@@ -67,4 +84,5 @@ def main(config: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv = with_verl_searchpath(sys.argv)
     main()

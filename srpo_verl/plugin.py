@@ -1,7 +1,8 @@
 """Entry point that verl loads on `import verl` (the `verl.plugins` group), in the driver and in every Ray worker.
 
 verl swallows plugin import errors at DEBUG level, so every failure here is printed to stderr and re-raised.
-Registration of the SRPO names and the opt-in CPU backend hook in here as they land.
+It activates the opt-in CPU backend (only with SRPO_VERL_CPU=1) and registers the SRPO trainer name
+(srpo_verl.verl_ext.registration).
 """
 
 import sys
@@ -9,8 +10,11 @@ import traceback
 
 try:
     from srpo_verl.cpu import activate_if_enabled
+    from srpo_verl.verl_ext import registration
 
+    # CPU backend first: its patches must be in place before verl's workers module is imported.
     activate_if_enabled()
+    registration.install()
 except BaseException:
     print("[srpo_verl.plugin] FAILED to load the srpo_verl verl plugin:", file=sys.stderr)
     traceback.print_exc(file=sys.stderr)

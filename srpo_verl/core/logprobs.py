@@ -179,6 +179,6 @@ def gather_logprobs_with_entropy(
     single = ids.dim() == len(lead)
     if tuple(ids.shape[: len(lead)]) != lead or ids.dim() not in (len(lead), len(lead) + 1):
         raise ValueError(f"ids shape {tuple(ids.shape)} does not match logits' leading shape {lead}")
-    flat_ids = ids.reshape(-1, 1) if single else ids.reshape(lead[0] if rows is not None else flat.shape[0], -1)
+    flat_ids = ids.reshape(-1, 1) if single else ids.reshape(-1, ids.shape[-1])
     logp, _, entropy = _ChunkedLogProbs.apply(flat, rows, flat_ids.long(), None, float(temperature), int(chunk_size))
     return logp.reshape(ids.shape), entropy.reshape(lead)

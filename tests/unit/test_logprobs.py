@@ -120,3 +120,12 @@ def test_row_selection_matches_indexing_first_and_zero_grad_elsewhere(chunk_size
     (ref_full.gather(-1, ids).sum() + ref_entropy.sum() + ref_full.topk(3, -1).values.sum()).backward()
     torch.testing.assert_close(logits.grad, ref_logits.grad, atol=1e-6, rtol=1e-6)
     assert logits.grad[[0, 1, 4, 5, 6]].abs().sum() == 0
+
+
+def test_empty_row_selection():
+    logits = make_logits((5, 12), seed=8).requires_grad_()
+    empty = torch.zeros(0, dtype=torch.long)
+    logp, entropy = gather_logprobs_with_entropy(logits, torch.zeros(0, 3, dtype=torch.long), rows=empty)
+    assert logp.shape == (0, 3) and entropy.shape == (0,)
+    top, ids, _ = topk_logprobs_with_entropy(logits, k=2, rows=empty)
+    assert top.shape == (0, 2) and ids.shape == (0, 2)

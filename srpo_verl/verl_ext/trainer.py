@@ -1,0 +1,283 @@
+"""The SRPO trainer: verl 0.9.1's synchronous V1 trainer with routing, the teacher pass, the EMA and its checkpoint.
+
+Per step, on top of verl's loop (trainer_base.PPOTrainer._step_once):
+  1. after rewards and batch balancing, route every sample (rollout-index order, spec §1.2) and store the per-row
+     distillation flag;
+  2. the π_old forward also returns the student's top-K ids on the distilled rows (worker ``old`` phase);
+  3. the teacher forward runs on a compact batch of the distilled rows only (teacher prompt + the student's
+     response, EMA weights) and returns teacher log-probs at those ids and the teacher's full-vocabulary entropy;
+     the entropy weights are normalised here, once, over every SDPO token of the batch (§1.4);
+  4. verl computes GRPO advantages and runs the update with the routed loss (srpo_verl.verl_ext.loss);
+  5. the EMA teacher moves towards the updated actor (when the step's grad norm is finite), before any checkpoint
+     is written; checkpoints hold the teacher next to the actor and resume restores it.
+With ``srpo.method=grpo`` none of this runs and the trainer is verl's ``PPOTrainerSync``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+
+import ray
+import torch
+import transfer_queue as tq
+from omegaconf import DictConfig, OmegaConf, open_dict
+from tensordict import TensorDict
+from verl.trainer.ppo.utils import Role
+from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
+from verl.utils.debug import marked_timer
+
+from srpo_verl.core.teacher_prompt import demonstration_texts, select_teacher_context, tokenize_teacher_prompt
+from srpo_verl.core.weights import entropy_weight_stats, entropy_weights
+from srpo_verl.verl_ext import loss as L
+from srpo_verl.verl_ext.config import validate_run_config
+from srpo_verl.verl_ext.layout import pack_response_field, route_batch, to_jagged
+from srpo_verl.verl_ext.registration import assert_registered
+from srpo_verl.verl_ext.worker import WORKER_SETTINGS_KEY, SRPOWorker
+
+logger = logging.getLogger(__name__)
+
+TEACHER_PARTITION = "srpo_teacher"
+
+
+class SRPOTrainer(PPOTrainerSync):
+    """Registered as ``trainer.v1.trainer_mode=srpo`` (see registration.py)."""
+
+    def __init__(self, config: DictConfig):
+        assert_registered(where="trainer process")
+        self.srpo = validate_run_config(config)
+        with open_dict(config):
+            # verl compares trainer_mode with "sync" in several places (replay buffer, checkpoints): run as sync.
+            config.trainer.v1.trainer_mode = "sync"
+            config.actor_rollout_ref[WORKER_SETTINGS_KEY] = OmegaConf.create(
+                {f: getattr(self.srpo, f) for f in self.srpo.__dataclass_fields__}
+            )
+        super().__init__(config)
+
+    # ------------------------------------------------------------------ workers
+    def _init_resource_pool_mgr(self):
+        super()._init_resource_pool_mgr()
+        for role in (Role.ActorRollout, Role.ActorRolloutRef, Role.Actor):
+            if role in self.role_worker_mapping:
+                self.role_worker_mapping[role] = ray.remote(SRPOWorker)
+
+    def _put(self, batch, fields: dict) -> object:
+        """Write per-sample fields; keep the meta's extra_info (a put returns a meta without it)."""
+        extra = dict(batch.extra_info)
+        new = tq.kv_batch_put(
+            keys=batch.keys, partition_id=batch.partition_id, fields=TensorDict(fields, batch_size=len(batch))
+        )
+        new.extra_info = extra
+        return new
+
+    # ------------------------------------------------------------------ routing + π_old + teacher
+    def _compute_old_log_prob(self, batch, metrics: dict):
+        if not self.srpo.uses_teacher:
+            return super()._compute_old_log_prob(batch, metrics)
+        batch, route, response_lens = self._route(batch, metrics)
+        batch.extra_info.update({L.PHASE: "old", L.TOPK: self.srpo.topk})
+        original = batch
+        batch = super()._compute_old_log_prob(batch, metrics)
+        for meta in (original, batch):
+            meta.extra_info.pop(L.PHASE, None)
+            meta.extra_info.pop(L.TOPK, None)
+        with marked_timer("srpo_teacher", self.timing_raw, color="purple"):
+            batch = self._teacher_step(batch, route, response_lens, metrics)
+        return batch
+
+    def _route(self, batch, metrics: dict):
+        fields = ["rm_scores", "response_mask"]
+        feedback = None
+        if self.srpo.include_environment_feedback:
+            fields.append("feedback")
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
+        rewards = torch.stack([row.sum() for row in data["rm_scores"].unbind()]).float()
+        response_lens = data["response_mask"].offsets().diff()
+        is_padding = torch.tensor([bool(tag.get("is_padding", False)) for tag in batch.tags])
+        if self.srpo.include_environment_feedback:
+            feedback = torch.tensor([bool(text) for text in list(data["feedback"])])
+        route, route_metrics = route_batch(
+            batch.keys, rewards, is_padding, self.srpo.success_threshold, self.srpo.route_mode, feedback
+        )
+        metrics.update(route_metrics)
+        mask = to_jagged(torch.repeat_interleave(route.distill.float(), response_lens), response_lens)
+        return self._put(batch, {L.DISTILL_MASK: mask}), route, response_lens
+
+    def _teacher_rows(self, batch, route) -> tuple[list[int], TensorDict, list[int], int, int]:
+        """The compact teacher batch: teacher prompt + the student's response for each distilled row.
+
+        Returns (distilled batch rows, teacher TensorDict padded to the DP size, teacher prompt lengths, number of
+        truncated prompts, teacher tokens of the real rows)."""
+        rows = route.distill.nonzero().flatten().tolist()
+        if not rows:
+            return rows, None, [], 0, 0
+        data = tq.kv_batch_get(
+            keys=batch.keys,
+            partition_id=batch.partition_id,
+            select_fields=["responses", "response_mask", "raw_prompt", L.TOPK_IDS]
+            + (["feedback"] if self.srpo.include_environment_feedback else []),
+        )
+        responses = data["responses"].unbind()
+        response_masks = data["response_mask"].unbind()
+        stored_ids = data[L.TOPK_IDS].unbind()
+        raw_prompts = list(data["raw_prompt"])
+        feedbacks = list(data["feedback"]) if self.srpo.include_environment_feedback else [None] * len(batch)
+        demo_rows = {int(route.demo_index[i]) for i in rows if int(route.demo_index[i]) >= 0}
+        decoded = {j: self.tokenizer.decode(responses[j], skip_special_tokens=True) for j in demo_rows}
+        chat_kwargs = OmegaConf.to_container(self.config.data.get("apply_chat_template_kwargs", {}) or {})
+        prompt_ids, truncated = [], 0
+        for i in rows:
+            demo = int(route.demo_index[i])
+            demo = demonstration_texts([decoded.get(demo, "")], [demo if demo < 0 else 0],
+                                       self.srpo.remove_thinking_from_demonstration)[0]
+            solution, feedback = select_teacher_context(
+                demo, feedbacks[i], self.srpo.include_environment_feedback,
+                self.srpo.environment_feedback_only_without_solution,
+            )
+            prompt = tokenize_teacher_prompt(
+                self.tokenizer, list(raw_prompts[i]), solution, feedback, self.srpo.max_reprompt_len,
+                self.srpo.reprompt_truncation, self.srpo.templates, chat_kwargs,
+            )
+            prompt_ids.append(torch.tensor(prompt.input_ids, dtype=torch.long))
+            truncated += int(prompt.truncated)
+
+        samples = []
+        for i, tp in zip(rows, prompt_ids, strict=True):
+            samples.append((tp, responses[i].long(), response_masks[i], stored_ids[i].long()))
+        # pad to a multiple of the data-parallel size with one-token rows that are discarded
+        dp_size = self._actor_dp_size()
+        eos = self.tokenizer.eos_token_id
+        while len(samples) % dp_size:
+            one = torch.tensor([eos], dtype=torch.long)
+            samples.append((one, one, torch.ones(1, dtype=torch.long), torch.zeros(1, self.srpo.topk, dtype=torch.long)))
+        fields: dict[str, list] = {
+            "prompts": [], "responses": [], "response_mask": [], "input_ids": [], "position_ids": [],
+            "attention_mask": [], "loss_mask": [], L.QUERY_IDS: [],
+        }
+        for tp, resp, rmask, ids in samples:
+            seq = torch.cat([tp, resp])
+            fields["prompts"].append(tp)
+            fields["responses"].append(resp)
+            fields["response_mask"].append(rmask.long())
+            fields["loss_mask"].append(rmask.long())
+            fields["input_ids"].append(seq)
+            fields["position_ids"].append(torch.arange(seq.numel()))
+            fields["attention_mask"].append(torch.ones_like(seq))
+            fields[L.QUERY_IDS].append(ids)
+        td = TensorDict(
+            {k: torch.nested.as_nested_tensor(v, layout=torch.jagged) for k, v in fields.items()},
+            batch_size=len(samples),
+        )
+        teacher_tokens = sum(int(tp.numel() + responses[i].numel()) for i, tp in zip(rows, prompt_ids))
+        return rows, td, [int(tp.numel()) for tp in prompt_ids], truncated, teacher_tokens
+
+    def _actor_dp_size(self) -> int:
+        wg = self.actor_rollout_wg
+        if "actor" not in wg._dispatch_info:
+            wg._dispatch_info["actor"] = wg._query_dispatch_info("actor")
+        return max(wg._dispatch_info["actor"]) + 1
+
+    def _teacher_step(self, batch, route, response_lens: torch.Tensor, metrics: dict):
+        k = self.srpo.topk
+        rows, td, _, truncated, teacher_tokens = self._teacher_rows(batch, route)
+        n = len(rows)
+        logp_rows, entropy_rows = [], []
+        if n:
+            keys = [f"{batch.keys[i]}@teacher" for i in rows]
+            keys += [f"srpo-teacher-pad-{j}@{self.global_steps}" for j in range(td.batch_size[0] - n)]
+            tags = [{"seq_len": int(s.numel())} for s in td["input_ids"].unbind()]
+            meta = tq.kv_batch_put(keys=keys, partition_id=TEACHER_PARTITION, fields=td, tags=tags)
+            meta.extra_info = {"temperature": self.config.actor_rollout_ref.rollout.temperature}
+            self.actor_rollout_wg.compute_teacher_topk(meta)
+            out = tq.kv_batch_get(keys=keys[:n], partition_id=TEACHER_PARTITION,
+                                  select_fields=[L.TEACHER_LOGP, L.TEACHER_ENTROPY])
+            tq.kv_clear(keys=keys, partition_id=TEACHER_PARTITION)
+            logp_rows = list(out[L.TEACHER_LOGP].unbind())
+            entropy_rows = list(out[L.TEACHER_ENTROPY].unbind())
+
+        distill = route.distill
+        masks = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id,
+                                select_fields=["response_mask"])["response_mask"].unbind()
+        logp_values = torch.cat(logp_rows) if n else torch.zeros(0, k)
+        entropy_full = [torch.zeros(int(r)) for r in response_lens.tolist()]
+        for i, ent in zip(rows, entropy_rows):
+            entropy_full[i] = ent.float()
+        sdpo_mask = [masks[i].bool() & bool(distill[i]) for i in range(len(batch))]
+        entropy_cat, mask_cat = torch.cat(entropy_full), torch.cat(sdpo_mask)
+        w_sum, w_count = entropy_weight_stats(entropy_cat, mask_cat, self.srpo.dw_beta)
+        weights = entropy_weights(entropy_cat, mask_cat, self.srpo.dw_beta, weight_sum=w_sum, weight_count=w_count)
+
+        batch = self._put(
+            batch,
+            {
+                L.TEACHER_LOGP: pack_response_field(logp_values.float(), response_lens, distill),
+                L.DW_WEIGHT: to_jagged(weights, response_lens),
+            },
+        )
+        sdpo_weights = weights[mask_cat]
+        teacher_mass = torch.cat([row.exp().sum(-1) for row in logp_rows]) if n else torch.zeros(0)
+        routed_mask = torch.cat([masks[i].bool() for i in rows]) if n else torch.zeros(0, dtype=torch.bool)
+        metrics.update(
+            {
+                "srpo/teacher/tokens": teacher_tokens,
+                "srpo/teacher/samples": n,
+                "srpo/teacher/truncated_frac": truncated / n if n else 0.0,
+                "srpo/teacher/entropy_mean": float(entropy_cat[mask_cat].mean()) if mask_cat.any() else 0.0,
+                "srpo/teacher/topk_mass": float(teacher_mass[routed_mask].mean()) if routed_mask.any() else 0.0,
+                "srpo/dw/weight_mean": float(sdpo_weights.mean()) if sdpo_weights.numel() else 1.0,
+                "srpo/dw/weight_min": float(sdpo_weights.min()) if sdpo_weights.numel() else 1.0,
+                "srpo/dw/weight_max": float(sdpo_weights.max()) if sdpo_weights.numel() else 1.0,
+            }
+        )
+        return batch
+
+    # ------------------------------------------------------------------ update + EMA
+    def _update_actor(self, batch, metrics: dict):
+        batch = super()._update_actor(batch, metrics)
+        for key in [k for k in metrics if k.startswith("actor/srpo/")]:
+            metrics[key[len("actor/"):]] = metrics.pop(key)
+        if self.srpo.uses_teacher:
+            grad_norm = metrics.get("actor/grad_norm")
+            finite = grad_norm is None or math.isfinite(float(grad_norm))
+            if finite:
+                deltas = self.actor_rollout_wg.ema_update_teacher(self.srpo.ema_rate)
+                metrics["srpo/teacher/ema_max_abs_delta"] = max(deltas)
+            else:
+                logger.warning("step %d: grad norm %s is not finite; EMA teacher update skipped", self.global_steps,
+                               grad_norm)
+            metrics["srpo/teacher/ema_applied"] = float(finite)
+        return batch
+
+    # ------------------------------------------------------------------ checkpoints
+    def _step_folder(self, step: int) -> str:
+        folder = self.config.trainer.default_local_dir
+        if not os.path.isabs(folder):
+            folder = os.path.join(os.getcwd(), folder)
+        return os.path.join(folder, f"global_step_{step}")
+
+    def _save_checkpoint(self):
+        # The teacher goes first: verl's save ends by marking the step as the latest complete checkpoint.
+        if self.srpo.uses_teacher:
+            path = os.path.join(self._step_folder(self.global_steps), "teacher")
+            self.actor_rollout_wg.save_teacher(path, self.global_steps)
+        super()._save_checkpoint()
+
+    def _load_checkpoint(self):
+        super()._load_checkpoint()
+        if not self.srpo.uses_teacher or self.global_steps == 0:
+            return
+        if self.config.trainer.resume_mode == "resume_path":
+            folder = self.config.trainer.resume_from_path
+            folder = folder if os.path.isabs(folder) else os.path.join(os.getcwd(), folder)
+        else:
+            folder = find_latest_ckpt_path(os.path.dirname(self._step_folder(self.global_steps)))
+        path = os.path.join(folder, "teacher")
+        if not os.path.isdir(path):
+            raise FileNotFoundError(
+                f"resuming srpo.method={self.srpo.method} from {folder}, which has no teacher/ (EMA teacher state); "
+                "it was not written by an SDPO/SRPO run. Start a fresh run or resume from an SRPO checkpoint."
+            )
+        self.actor_rollout_wg.load_teacher(path)
+        logger.info("EMA teacher restored from %s", path)

@@ -1,0 +1,207 @@
+"""SRPO's hybrid worker: verl's ActorRolloutRefWorker plus an EMA self-teacher engine.
+
+verl builds a reference engine only when a KL term is on (and then scores every sample), ``set_loss_fn`` reaches
+only the actor, and checkpoints hold only the actor, so the teacher lives here (SRPO_ON_VERL_NOTES §1, §4):
+  * ``init_model``: verl's models, then the routed loss on the actor and a forward-only teacher engine built like
+    verl's reference (deep copy of ``actor_rollout_ref.ref``; model-only checkpoints);
+  * ``compute_log_prob``: in the ``old`` phase also returns the student's top-K ids of the distilled rows;
+  * ``update_actor``: turns on the logits processor when the batch carries SRPO fields;
+  * ``compute_teacher_topk``: teacher log-probs at the student's ids + teacher entropy, on a compact teacher batch;
+  * ``ema_update_teacher``, ``save_teacher``, ``load_teacher``, ``teacher_checksum``.
+"""
+
+from __future__ import annotations
+
+import logging
+from copy import deepcopy
+from functools import partial
+
+import torch
+from omegaconf import open_dict
+from tensordict import TensorDict
+from verl.single_controller.base.decorator import Dispatch, make_nd_compute_dataproto_dispatch_fn, register
+from verl.trainer.config.config import CheckpointConfig
+from verl.utils import tensordict_utils as tu
+from verl.utils.config import omega_conf_to_dataclass
+from verl.workers.config import ActorConfig, HFModelConfig
+from verl.workers.engine_workers import ActorRolloutRefWorker, TrainingWorker, TrainingWorkerConfig
+
+from srpo_verl.verl_ext import loss as srpo_loss_module
+from srpo_verl.verl_ext.config import SRPOSettings
+from srpo_verl.verl_ext.layout import pack_response_field, response_positions, select_rows, to_jagged
+from srpo_verl.verl_ext.registration import assert_registered
+
+logger = logging.getLogger(__name__)
+
+#: where the trainer puts the `srpo:` group for the workers (they only receive `actor_rollout_ref`).
+WORKER_SETTINGS_KEY = "srpo"
+
+
+def _local(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.to_local() if hasattr(tensor, "to_local") else tensor
+
+
+def _response_frame(values: torch.Tensor, data, rows: torch.Tensor | None) -> torch.Tensor:
+    """Packed per-token outputs [nnz, ...] → response-frame nested field (only ``rows`` kept, see layout.py)."""
+    prompt_lens = data["prompts"].offsets().diff()
+    response_lens = data["responses"].offsets().diff()
+    positions = response_positions(prompt_lens, response_lens).to(values.device)
+    if rows is None:
+        return to_jagged(values[positions], response_lens)
+    picked = positions[select_rows(response_lens, rows).to(values.device)]
+    return pack_response_field(values[picked], response_lens, rows)
+
+
+def _stack_outputs(output: TensorDict, keys: list[str]) -> torch.Tensor:
+    """K per-token nested outputs [b, j] → one [nnz, K] tensor (the engine allows only 1-D outputs per key)."""
+    return torch.stack([output.pop(key).values() for key in keys], dim=-1)
+
+
+class SRPOWorker(ActorRolloutRefWorker):
+    """ActorRolloutRefWorker with the SRPO teacher and loss; ``srpo.method=grpo`` behaves exactly like verl's."""
+
+    def __init__(self, config, role, distillation_config=None, **kwargs):
+        super().__init__(config, role, distillation_config=distillation_config, **kwargs)
+        self.srpo = SRPOSettings.from_config(config.get(WORKER_SETTINGS_KEY, None))
+        self.teacher: TrainingWorker | None = None
+
+    # ------------------------------------------------------------------ set-up
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def init_model(self):
+        assert_registered(where="Ray worker")
+        super().init_model()
+        if not (self.srpo.uses_teacher and self._is_actor):
+            return
+        actor_config: ActorConfig = omega_conf_to_dataclass(self.config.actor)
+        self.loss_fn = partial(srpo_loss_module.srpo_loss, self.srpo, actor_config)
+        self.actor.set_loss_fn(self.loss_fn)
+        self.teacher = self._build_teacher()
+        self.teacher.set_loss_fn(partial(srpo_loss_module.srpo_loss, self.srpo, None))
+        dtypes = {p.dtype for p in self._teacher_module().parameters()}
+        if dtypes != {torch.float32}:
+            raise ValueError(
+                f"the EMA teacher's parameters are {sorted(map(str, dtypes))}; the EMA must accumulate in fp32: set "
+                "actor_rollout_ref.ref.fsdp_config.model_dtype=fp32"
+            )
+        logger.info("SRPO teacher engine built (%s, EMA rate %s)", self.srpo.method, self.srpo.ema_rate)
+
+    def _build_teacher(self) -> TrainingWorker:
+        """A forward-only engine from a deep copy of `actor_rollout_ref.ref` (verl mutates its ref config)."""
+        ref = deepcopy(self.config.ref)
+        rollout = self.config.rollout
+        with open_dict(ref):
+            ref.ppo_mini_batch_size = self.config.actor.ppo_mini_batch_size
+            ref.ppo_micro_batch_size = ref.pop("log_prob_micro_batch_size", None)
+            micro = ref.pop("log_prob_micro_batch_size_per_gpu", None)
+            dynamic = ref.pop("log_prob_use_dynamic_bsz", False)
+            max_tokens = ref.pop("log_prob_max_token_len_per_gpu", None)
+            # The teacher scores what the actor scores: its log-prob batching unless ref.* says otherwise.
+            ref.ppo_micro_batch_size_per_gpu = micro if micro is not None else rollout.log_prob_micro_batch_size_per_gpu
+            ref.use_dynamic_bsz = dynamic or rollout.log_prob_use_dynamic_bsz
+            ref.ppo_max_token_len_per_gpu = max_tokens if max_tokens is not None else rollout.log_prob_max_token_len_per_gpu
+        teacher_config: ActorConfig = omega_conf_to_dataclass(ref)
+        model_config: HFModelConfig = omega_conf_to_dataclass(self.config.model)
+        teacher_config.model_config = deepcopy(model_config)
+        training_config = TrainingWorkerConfig(
+            model_type=teacher_config.model_config.get("model_type", "language_model"),
+            model_config=teacher_config.model_config,
+            engine_config=teacher_config.engine,
+            optimizer_config=teacher_config.optim,
+            # a forward-only engine has no optimizer to save
+            checkpoint_config=CheckpointConfig(save_contents=["model"], load_contents=["model"]),
+        )
+        engine_config = training_config.engine_config
+        engine_config.use_dynamic_bsz = ref.use_dynamic_bsz
+        engine_config.infer_max_token_len_per_gpu = ref.ppo_max_token_len_per_gpu
+        engine_config.infer_micro_batch_size_per_gpu = ref.ppo_micro_batch_size_per_gpu
+        engine_config.use_remove_padding = model_config.get("use_remove_padding", False)
+        teacher = TrainingWorker(config=training_config)
+        teacher.reset()
+        return teacher
+
+    def _teacher_module(self):
+        return self.teacher.engine.module
+
+    # ------------------------------------------------------------------ forward passes
+    @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn(mesh_name="actor"))
+    def compute_log_prob(self, data: TensorDict) -> TensorDict:
+        if tu.get_non_tensor_data(data=data, key=srpo_loss_module.PHASE, default=None) != "old":
+            output = self.actor.infer_batch(data)
+            return output.cpu() if output is not None else None
+        k = int(tu.get_non_tensor_data(data=data, key=srpo_loss_module.TOPK, default=self.srpo.topk))
+        tu.assign_non_tensor(data, distillation_use_topk=True, compute_loss=True)
+        output = self.actor.infer_batch(data)
+        if output is None:
+            return None
+        ids = _stack_outputs(output, [srpo_loss_module.topk_output_key(i) for i in range(k)])
+        rows = srpo_loss_module.distilled_rows(data)
+        output[srpo_loss_module.TOPK_IDS] = _response_frame(ids.to(torch.int32), data, rows)
+        return output.cpu()
+
+    @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn(mesh_name="actor"))
+    def update_actor(self, data: TensorDict) -> TensorDict:
+        if self.srpo.uses_teacher:
+            if srpo_loss_module.TEACHER_LOGP not in data.keys():
+                raise RuntimeError("SRPO update without teacher fields: the SRPO trainer must run the teacher step")
+            tu.assign_non_tensor(data, distillation_use_topk=True, distillation_only=False)
+            tu.assign_non_tensor_data(data, srpo_loss_module.PHASE, "update")
+        output = self.actor.train_mini_batch(data=data)
+        return output.cpu() if output is not None else None
+
+    @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn(mesh_name="actor"))
+    def compute_teacher_topk(self, data: TensorDict) -> TensorDict:
+        """Teacher log-probs at the student's stored ids and the teacher's entropy, in the response frame."""
+        k = data[srpo_loss_module.QUERY_IDS].values().shape[-1]
+        tu.assign_non_tensor(data, distillation_use_topk=True, compute_loss=True, calculate_entropy=False)
+        engine_config = self.teacher.engine_config
+        if not engine_config.use_dynamic_bsz:
+            # the compact teacher batch is padded only to the DP size: use the largest micro-batch that divides it
+            rows, configured = data.batch_size[0], engine_config.infer_micro_batch_size_per_gpu or 1
+            micro = max(d for d in range(1, min(rows, configured) + 1) if rows % d == 0)
+            tu.assign_non_tensor(data, micro_batch_size_per_gpu=micro)
+        tu.assign_non_tensor_data(data, srpo_loss_module.PHASE, "teacher")
+        output = self.teacher.infer_batch(data)
+        if output is None:
+            return None
+        logp = _stack_outputs(output, [srpo_loss_module.teacher_output_key(i) for i in range(k)])
+        entropy = output.pop(srpo_loss_module.TEACHER_ENTROPY_OUTPUT).values()
+        result = TensorDict(
+            {
+                srpo_loss_module.TEACHER_LOGP: _response_frame(logp.float(), data, None),
+                srpo_loss_module.TEACHER_ENTROPY: _response_frame(entropy.float(), data, None),
+            },
+            batch_size=data.batch_size[0],
+        )
+        return result.cpu()
+
+    # ------------------------------------------------------------------ EMA and checkpoints
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def ema_update_teacher(self, rate: float) -> float:
+        """θ_T ← (1 − rate)·θ_T + rate·θ on this rank's shards (fp32; the teacher is CPU-offloaded, so the
+        actor shard is copied to it). Returns the largest |Δθ_T| on this rank."""
+        largest = 0.0
+        with torch.no_grad():
+            teacher_params = dict(self._teacher_module().named_parameters())
+            for name, actor_param in self.actor.engine.module.named_parameters():
+                if name not in teacher_params:
+                    raise KeyError(f"actor parameter {name} has no teacher counterpart")
+                target = _local(teacher_params[name].data)
+                source = _local(actor_param.data).to(device=target.device, dtype=target.dtype)
+                delta = (source - target).mul_(rate)
+                target.add_(delta)
+                largest = max(largest, float(delta.abs().max()) if delta.numel() else 0.0)
+        return largest
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def save_teacher(self, local_path: str, global_step: int):
+        self.teacher.save_checkpoint(local_path, None, global_step, max_ckpt_to_keep=None)
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def load_teacher(self, local_path: str):
+        self.teacher.load_checkpoint(local_path, None, False)
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def teacher_checksum(self) -> float:
+        """Σ of this rank's teacher shards in float64 (resume checks)."""
+        with torch.no_grad():
+            return float(sum(_local(p.data).double().sum() for p in self._teacher_module().parameters()))
