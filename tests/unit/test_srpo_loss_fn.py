@@ -1,0 +1,161 @@
+"""The verl loss callable / logits processor on hand-built micro-batches (no engine, no Ray).
+
+The engine hands the processor [1, nnz, V] logits of whole packed sequences, with or without remove-padding (both
+paths concatenate the rows' valid tokens), and dynamic batching only changes which rows share a micro-batch and
+their order; so a micro-batch built here, in two row orders, covers those paths.
+"""
+
+import pytest
+import torch
+from tensordict import TensorDict
+from verl.utils import tensordict_utils as tu
+
+from srpo_verl.core import distillation_token_loss, routed_policy_loss
+from srpo_verl.verl_ext import loss as L
+from srpo_verl.verl_ext.config import SRPOSettings
+from srpo_verl.verl_ext.layout import pack_response_field
+
+PROMPT_LENS = [3, 2, 4]
+RESPONSE_LENS = [2, 3, 1]
+DISTILL = [True, False, True]
+V, K = 11, 4
+SETTINGS = SRPOSettings(topk=K, logits_chunk_size=2)
+
+
+def nested(rows):
+    return torch.nested.as_nested_tensor(rows, layout=torch.jagged)
+
+
+def micro_batch(order, phase, extra=None):
+    gen = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(0, V, (p,), generator=gen) for p in PROMPT_LENS]
+    responses = [torch.randint(0, V, (r,), generator=gen) for r in RESPONSE_LENS]
+    fields = {
+        "prompts": nested([prompts[i] for i in order]),
+        "responses": nested([responses[i] for i in order]),
+        "response_mask": nested([torch.ones(RESPONSE_LENS[i], dtype=torch.long) for i in order]),
+        L.DISTILL_MASK: nested([torch.full((RESPONSE_LENS[i],), float(DISTILL[i])) for i in order]),
+    }
+    for key, rows in (extra or {}).items():
+        fields[key] = nested([rows[i] for i in order])
+    td = TensorDict(fields, batch_size=len(order))
+    tu.assign_non_tensor(td, srpo_phase=phase, srpo_topk=K)
+    return td
+
+
+def packed_logits(order, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    per_row = [torch.randn(PROMPT_LENS[i] + RESPONSE_LENS[i], V, generator=gen) for i in range(3)]
+    return torch.cat([per_row[i] for i in order]).unsqueeze(0), per_row
+
+
+def response_logits(per_row, i):
+    """The logits that predict row i's response tokens (one-token shift)."""
+    return per_row[i][PROMPT_LENS[i] - 1 : PROMPT_LENS[i] - 1 + RESPONSE_LENS[i]]
+
+
+@pytest.mark.parametrize("order", [[0, 1, 2], [2, 0, 1]])
+def test_old_phase_returns_topk_ids_of_distilled_rows_only(order):
+    logits, per_row = packed_logits(order)
+    out = L.srpo_loss(SETTINGS, None, data=micro_batch(order, "old"), student_logits=logits)
+    assert sorted(out) == [L.topk_output_key(k) for k in range(K)]
+    ids = torch.stack([out[L.topk_output_key(k)][0] for k in range(K)], -1)  # [nnz, K]
+    offset = 0
+    for i in order:
+        row = ids[offset : offset + PROMPT_LENS[i] + RESPONSE_LENS[i]]
+        expected = torch.zeros_like(row)
+        if DISTILL[i]:
+            start = PROMPT_LENS[i] - 1
+            expected[start : start + RESPONSE_LENS[i]] = response_logits(per_row, i).topk(K, -1).indices
+        assert torch.equal(row, expected)
+        offset += len(row)
+
+
+def stored_fields(seed=2):
+    gen = torch.Generator().manual_seed(seed)
+    ids = [torch.randint(0, V, (r, K), generator=gen) for r in RESPONSE_LENS]
+    teacher = [torch.log_softmax(torch.randn(r, V, generator=gen), -1)[:, :K] for r in RESPONSE_LENS]
+    rows = torch.tensor(DISTILL)
+    lens = torch.tensor(RESPONSE_LENS)
+    packed_ids = pack_response_field(torch.cat([ids[i] for i in range(3) if DISTILL[i]]), lens, rows).unbind()
+    packed_teacher = pack_response_field(torch.cat([teacher[i] for i in range(3) if DISTILL[i]]), lens, rows).unbind()
+    return ids, teacher, {L.TOPK_IDS: list(packed_ids), L.TEACHER_LOGP: list(packed_teacher)}
+
+
+@pytest.mark.parametrize("order", [[0, 1, 2], [1, 2, 0]])
+def test_update_phase_divergence_matches_naive_and_backpropagates(order):
+    ids, teacher, extra = stored_fields()
+    logits, per_row = packed_logits(order)
+    logits.requires_grad_()
+    out = L.srpo_loss(SETTINGS, None, data=micro_batch(order, "update", extra), student_logits=logits)
+    divergence = out[L.DIVERGENCE][0]
+    offset = 0
+    for i in order:
+        row = divergence[offset : offset + PROMPT_LENS[i] + RESPONSE_LENS[i]]
+        expected = torch.zeros_like(row)
+        if DISTILL[i]:
+            student = torch.log_softmax(response_logits(per_row, i), -1).gather(-1, ids[i])
+            start = PROMPT_LENS[i] - 1
+            expected[start : start + RESPONSE_LENS[i]] = distillation_token_loss(student, teacher[i], 0.5, True)
+        torch.testing.assert_close(row, expected, atol=1e-6, rtol=0)
+        offset += len(row)
+    divergence.sum().backward()
+    assert logits.grad.abs().sum() > 0
+
+
+def test_teacher_phase_gathers_at_query_ids_with_full_vocabulary_entropy():
+    order = [0, 1, 2]
+    ids, _, _ = stored_fields()
+    logits, per_row = packed_logits(order, seed=3)
+    out = L.srpo_loss(SETTINGS, None, data=micro_batch(order, "teacher", {L.QUERY_IDS: ids}), student_logits=logits)
+    logp = torch.stack([out[L.teacher_output_key(k)][0] for k in range(K)], -1)
+    entropy = out[L.TEACHER_ENTROPY_OUTPUT][0]
+    offset = 0
+    for i in order:
+        start = offset + PROMPT_LENS[i] - 1
+        full = torch.log_softmax(response_logits(per_row, i), -1)
+        torch.testing.assert_close(logp[start : start + RESPONSE_LENS[i]], full.gather(-1, ids[i]), atol=1e-6, rtol=0)
+        torch.testing.assert_close(entropy[start : start + RESPONSE_LENS[i]], -(full.exp() * full).sum(-1),
+                                   atol=1e-6, rtol=0)
+        offset += PROMPT_LENS[i] + RESPONSE_LENS[i]
+
+
+def test_loss_mode_is_the_core_routed_loss_with_global_counts():
+    order = [0, 1, 2]
+    gen = torch.Generator().manual_seed(4)
+    full_len = [PROMPT_LENS[i] + RESPONSE_LENS[i] for i in order]
+    log_probs = nested([torch.randn(n, generator=gen) - 2 for n in full_len])
+    divergence = nested([torch.rand(n, generator=gen) for n in full_len])
+    old = [torch.randn(r, generator=gen) - 2 for r in RESPONSE_LENS]
+    adv = [torch.full((r,), a) for r, a in zip(RESPONSE_LENS, (1.0, -0.5, 0.25))]
+    dw = [torch.rand(r, generator=gen) + 0.5 for r in RESPONSE_LENS]
+    data = micro_batch(order, "update", {"old_log_probs": old, "advantages": adv, L.DW_WEIGHT: dw})
+    tu.assign_non_tensor(data, dp_size=2, batch_num_tokens=13, global_batch_size=5)
+
+    from verl.workers.config.actor import ActorConfig
+
+    actor = ActorConfig(strategy="fsdp", rollout_n=1, ppo_micro_batch_size=2, clip_ratio=0.2, clip_ratio_low=0.2,
+                        clip_ratio_high=0.28, loss_agg_mode="token-mean")
+    loss, metrics = L.srpo_loss(SETTINGS, actor, model_output={"log_probs": log_probs, L.DIVERGENCE: divergence},
+                                data=data)
+
+    def padded(rows, shift):
+        out = torch.zeros(3, max(RESPONSE_LENS))
+        for j, i in enumerate(order):
+            out[j, : RESPONSE_LENS[i]] = rows[j][PROMPT_LENS[i] - 1 : PROMPT_LENS[i] - 1 + RESPONSE_LENS[i]] if shift \
+                else rows[j]
+        return out
+
+    mask = padded([torch.ones(r) for r in RESPONSE_LENS], False)
+    expected = routed_policy_loss(
+        SETTINGS.loss_config(actor), padded(log_probs.unbind(), True), padded(old, False), padded(adv, False),
+        mask, torch.tensor(DISTILL), entropy_weights=padded(dw, False), loss_agg_mode="token-mean",
+        global_token_count=13, global_seq_count=5, dp_size=2, divergence=padded(divergence.unbind(), True),
+    )
+    assert loss.item() == pytest.approx(expected.loss.item(), abs=1e-6)
+    assert set(metrics) == {"srpo/loss/grpo", "srpo/loss/distill", "pg_loss"}
+
+
+def test_unknown_phase_is_an_error():
+    with pytest.raises(ValueError, match="srpo_phase=None"):
+        L.srpo_loss(SETTINGS, None, model_output={}, data=TensorDict({}, batch_size=0))
