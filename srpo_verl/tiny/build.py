@@ -1,0 +1,218 @@
+"""Build the CPU quickstart's assets: tiny Qwen3 model + tokenizer, synthetic-task parquet, warm start.
+
+    python -m srpo_verl.tiny.build --out DIR [--seed 0] [--warmstart-steps N] [--reuse]
+
+writes
+    DIR/model/               Qwen3ForCausalLM (fp32) + tokenizer + chat template, via save_pretrained
+    DIR/data/train.parquet   verl rows, data_source="synthetic"
+    DIR/data/test.parquet
+    DIR/manifest.json        builder version, settings, measured warm-start accuracy, timings
+
+Nothing is downloaded. Same settings and seed give identical weights, tokenizer and data. ``--reuse`` returns
+at once when DIR/manifest.json was written by this builder version with the same settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from srpo_verl.tiny import task
+from srpo_verl.tiny.model import TinyQwen3Shape, init_tiny_qwen3, tiny_qwen3_config
+from srpo_verl.tiny.tokenizer import IM_END, to_hf_tokenizer, train_bpe
+from srpo_verl.tiny.warmstart import EncodedExample, measure_sampled_accuracy, supervised_warmstart
+
+# Bump whenever a change alters the built files, so cached assets (quickstart --reuse) are rebuilt.
+BUILDER_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """Everything the built files depend on (recorded in the manifest; a cache hit needs equality)."""
+
+    seed: int = 0
+    warmstart_steps: int = 175
+    warmstart_batch_size: int = 32
+    warmstart_lr: float = 3e-3
+    num_train: int = 2048
+    num_test: int = 128
+    vocab_size: int = 384
+    shape: TinyQwen3Shape = field(default_factory=TinyQwen3Shape)
+    eval_samples_per_prompt: int = 4
+    max_new_tokens: int = 8
+
+    def to_dict(self) -> dict:
+        return {"builder_version": BUILDER_VERSION, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class TinyAssets:
+    """Paths of a built asset directory and what the builder measured."""
+
+    root: Path
+    model_dir: Path
+    train_parquet: Path
+    test_parquet: Path
+    manifest: dict
+
+
+def _paths(out_dir: Path) -> tuple[Path, Path, Path]:
+    return out_dir / "model", out_dir / "data" / "train.parquet", out_dir / "data" / "test.parquet"
+
+
+def load_manifest(out_dir: str | Path) -> dict | None:
+    """The manifest of ``out_dir``, or None when there is none (a malformed one raises with the path)."""
+    path = Path(out_dir) / MANIFEST_NAME
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error}); delete the directory to rebuild") from error
+
+
+def _assets(out_dir: Path, manifest: dict) -> TinyAssets:
+    model_dir, train, test = _paths(out_dir)
+    return TinyAssets(out_dir, model_dir, train, test, manifest)
+
+
+def cached_assets(out_dir: str | Path, settings: BuildSettings) -> TinyAssets | None:
+    """The assets in ``out_dir`` if they were built by this builder version with ``settings``, else None."""
+    out_dir = Path(out_dir)
+    manifest = load_manifest(out_dir)
+    if manifest is None or manifest.get("settings") != json.loads(json.dumps(settings.to_dict())):
+        return None
+    assets = _assets(out_dir, manifest)
+    if not (assets.model_dir / "config.json").exists() or not assets.train_parquet.exists() or not assets.test_parquet.exists():
+        return None
+    return assets
+
+
+def tokenizer_corpus(problems: list[task.Problem]) -> list[str]:
+    """Texts the BPE is trained on: each conversation rendered as the model will see it (thinking off)."""
+    texts = []
+    for p in problems:
+        system, user = task.chat_messages(p)
+        texts.append(
+            f"<|im_start|>system\n{system['content']}<|im_end|>\n<|im_start|>user\n{user['content']}<|im_end|>\n"
+            f"<|im_start|>assistant\n<think>\n\n</think>\n\n{task.reference_response(p)}<|im_end|>\n"
+        )
+    return texts
+
+
+def encode_prompt(tokenizer, problem: task.Problem) -> list[int]:
+    """Prompt token ids exactly as verl renders them (chat template, generation prompt, enable_thinking=False)."""
+    text = tokenizer.apply_chat_template(task.chat_messages(problem), add_generation_prompt=True,
+                                         enable_thinking=False, tokenize=False)
+    return tokenizer.encode(text, add_special_tokens=False)
+
+
+def build_tiny_assets(out_dir: str | Path, seed: int = 0, warmstart_steps: int | None = None,
+                      settings: BuildSettings | None = None, log=print) -> TinyAssets:
+    """Build (overwrite) the model, tokenizer, data and manifest in ``out_dir``; see the module docstring.
+
+    ``warmstart_steps`` overrides ``settings.warmstart_steps`` (0 = no warm start: a random model).
+    """
+    from srpo_verl.data.parquet import write_verl_parquet
+
+    settings = settings or BuildSettings()
+    overrides = {"seed": seed}
+    if warmstart_steps is not None:
+        overrides["warmstart_steps"] = warmstart_steps
+    settings = BuildSettings(**{**asdict(settings), **overrides, "shape": settings.shape})
+    out_dir = Path(out_dir)
+    model_dir, train_path, test_path = _paths(out_dir)
+    started = time.perf_counter()
+
+    train, test = task.make_splits(settings.seed, settings.num_train, settings.num_test)
+    write_verl_parquet(task.verl_rows(train, "train"), train_path)
+    write_verl_parquet(task.verl_rows(test, "test"), test_path)
+
+    tokenizer = to_hf_tokenizer(train_bpe(tokenizer_corpus(train), settings.vocab_size))
+    eos_id = tokenizer.convert_tokens_to_ids(IM_END)
+    config = tiny_qwen3_config(settings.shape, len(tokenizer), eos_token_id=eos_id,
+                               pad_token_id=tokenizer.pad_token_id)
+    model = init_tiny_qwen3(config, settings.seed)
+
+    examples = [
+        EncodedExample(tuple(encode_prompt(tokenizer, p)),
+                       tuple(tokenizer.encode(task.reference_response(p), add_special_tokens=False) + [eos_id]))
+        for p in train
+    ]
+    warm_started = time.perf_counter()
+    losses = []
+    if settings.warmstart_steps > 0:
+        losses = supervised_warmstart(model, examples, steps=settings.warmstart_steps,
+                                      batch_size=settings.warmstart_batch_size, lr=settings.warmstart_lr,
+                                      seed=settings.seed, pad_id=tokenizer.pad_token_id)
+    warmstart_s = time.perf_counter() - warm_started
+
+    evaluated = time.perf_counter()
+    accuracy = measure_sampled_accuracy(
+        model, [encode_prompt(tokenizer, p) for p in test], [p.answer for p in test],
+        decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
+        is_correct=task.is_correct, has_answer_block=task.has_answer_block,
+        samples_per_prompt=settings.eval_samples_per_prompt, max_new_tokens=settings.max_new_tokens,
+        eos_id=eos_id, seed=settings.seed + 1,
+    )
+    eval_s = time.perf_counter() - evaluated
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    model.generation_config.eos_token_id = [eos_id, tokenizer.pad_token_id]
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+
+    manifest = {
+        "settings": settings.to_dict(),
+        "vocab_size": len(tokenizer),
+        "num_parameters": sum(p.numel() for p in model.parameters()),
+        "prompt_tokens_max": max(len(e.prompt_ids) for e in examples),
+        "response_tokens": len(examples[0].response_ids),
+        "warmstart_loss_first_last": [losses[0], losses[-1]] if losses else None,
+        "sampled_accuracy": asdict(accuracy),
+        "seconds": {"warmstart": round(warmstart_s, 2), "eval": round(eval_s, 2),
+                    "total": round(time.perf_counter() - started, 2)},
+    }
+    (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+    log(f"[tiny] {out_dir}: Qwen3 {manifest['num_parameters']:,} params, vocab {manifest['vocab_size']}, "
+        f"{settings.num_train}/{settings.num_test} train/test rows, prompt <= {manifest['prompt_tokens_max']} tokens")
+    log(f"[tiny] warm start {settings.warmstart_steps} steps in {warmstart_s:.1f} s; sampled accuracy (T=1, "
+        f"{accuracy.samples_per_prompt}/prompt, {accuracy.num_prompts} test prompts) = {accuracy.accuracy:.1%}, "
+        f"mixed groups {accuracy.mixed_group_fraction:.1%}, answer format {accuracy.format_rate:.1%}")
+    return _assets(out_dir, manifest)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--warmstart-steps", type=int, default=None,
+                        help=f"supervised warm-start steps (default {BuildSettings.warmstart_steps}; 0 = none)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="do nothing when OUT holds assets of this builder version with the same settings")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    settings = BuildSettings(seed=args.seed)
+    if args.warmstart_steps is not None:
+        settings = BuildSettings(seed=args.seed, warmstart_steps=args.warmstart_steps)
+    if args.reuse:
+        cached = cached_assets(args.out, settings)
+        if cached is not None:
+            acc = cached.manifest["sampled_accuracy"]["accuracy"]
+            print(f"[tiny] reusing {args.out} (builder v{BUILDER_VERSION}, seed {args.seed}, "
+                  f"warm-start accuracy {acc:.1%})")
+            return 0
+    build_tiny_assets(args.out, settings=settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
