@@ -24,7 +24,7 @@ import ray
 import torch
 
 from srpo_verl.cpu.generation import Generation, generate_batch
-from srpo_verl.cpu.sampling import SUPPORTED_LOGPROBS_MODES, SamplingSpec, request_seed
+from srpo_verl.cpu.sampling import SUPPORTED_LOGPROBS_MODES, SamplingSpec, request_key, request_seed
 from verl.utils.config import omega_conf_to_dataclass
 from verl.workers.config import HFModelConfig
 from verl.workers.rollout.base import BaseRollout
@@ -130,10 +130,15 @@ class HFServer:
         self.model_config = omega_conf_to_dataclass(model_config, dataclass_type=HFModelConfig)
         self.replica_rank = replica_rank
         self.global_steps = 0
+        # verl names requests by prompt ("det-<priority>"), so the n rollouts of one prompt share a request id:
+        # the k-th request with a given id in a step gets its own seed (else all n samples would be identical).
+        self._request_counts: dict[str, int] = {}
         self.model: Optional[torch.nn.Module] = None
         self.stop_ids: set[int] = set()
         self.pad_id = 0
         self._queue: list[_Request] = []
+        # identical (request id, prompt) pairs seen since the last weight version: tells the n samples apart
+        self._occurrences: dict[tuple[str, tuple[int, ...]], int] = {}
         self._drainer: Optional[asyncio.Task] = None
         self._model_lock: Optional[asyncio.Lock] = None
         if self.config.logprobs_mode not in SUPPORTED_LOGPROBS_MODES:
@@ -193,7 +198,9 @@ class HFServer:
         )
         params.pop("max_tokens", None)
         params.pop("max_new_tokens", None)
-        seed = request_seed(self.config.seed, self.global_steps, str(request_id))
+        occurrence = self._request_counts.get(str(request_id), 0)
+        self._request_counts[str(request_id)] = occurrence + 1
+        seed = request_seed(self.config.seed, self.global_steps, f"{request_id}#{occurrence}")
         spec = sampling_spec_from_params(params, max_tokens, seed)
 
         future = asyncio.get_running_loop().create_future()
@@ -243,10 +250,12 @@ class HFServer:
             loaded = load_state_checked(self.model, {k: v.to(dtype) for k, v in state.items()})
         if global_steps is not None:
             self.global_steps = int(global_steps)
+            self._request_counts.clear()
         return loaded
 
     async def set_global_steps(self, global_steps: int) -> None:
         self.global_steps = int(global_steps)
+        self._request_counts.clear()
 
     async def get_state_dict(self) -> dict[str, torch.Tensor]:
         """The served weights (for tests that compare rollout and trainer weights)."""

@@ -40,6 +40,7 @@ class SRPOSettings:
     solution_template: str = TeacherTemplates.solution
     feedback_template: str = TeacherTemplates.feedback
     logits_chunk_size: int = 1024
+    route_dump_dir: str | None = None
 
     def __post_init__(self):
         if self.method not in METHODS:

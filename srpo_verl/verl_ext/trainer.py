@@ -15,6 +15,7 @@ With ``srpo.method=grpo`` none of this runs and the trainer is verl's ``PPOTrain
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -103,6 +104,7 @@ class SRPOTrainer(PPOTrainerSync):
         )
         metrics.update(route_metrics)
         mask = to_jagged(torch.repeat_interleave(route.distill.float(), response_lens), response_lens)
+        self._route_record = {"rewards": rewards, "is_padding": is_padding}
         return self._put(batch, {L.DISTILL_MASK: mask}), route, response_lens
 
     def _teacher_rows(self, batch, route) -> tuple[list[int], TensorDict, list[int], int, int]:
@@ -181,7 +183,8 @@ class SRPOTrainer(PPOTrainerSync):
 
     def _teacher_step(self, batch, route, response_lens: torch.Tensor, metrics: dict):
         k = self.srpo.topk
-        rows, td, _, truncated, teacher_tokens = self._teacher_rows(batch, route)
+        rows, td, prompt_lens, truncated, teacher_tokens = self._teacher_rows(batch, route)
+        self._dump_routes(batch, route, response_lens, dict(zip(rows, prompt_lens)))
         n = len(rows)
         logp_rows, entropy_rows = [], []
         if n:
@@ -232,6 +235,26 @@ class SRPOTrainer(PPOTrainerSync):
             }
         )
         return batch
+
+    def _dump_routes(self, batch, route, response_lens, teacher_prompt_lens: dict[int, int]) -> None:
+        if not self.srpo.route_dump_dir:
+            return
+        os.makedirs(self.srpo.route_dump_dir, exist_ok=True)
+        record = self._route_record
+        path = os.path.join(self.srpo.route_dump_dir, f"step_{self.global_steps}.jsonl")
+        with open(path, "w") as out:
+            for i, key in enumerate(batch.keys):
+                demo = int(route.demo_index[i])
+                out.write(json.dumps({
+                    "key": key,
+                    "reward": float(record["rewards"][i]),
+                    "is_padding": bool(record["is_padding"][i]),
+                    "correct": bool(route.correct[i]),
+                    "distill": bool(route.distill[i]),
+                    "demo_key": batch.keys[demo] if demo >= 0 else None,
+                    "response_len": int(response_lens[i]),
+                    "teacher_prompt_len": teacher_prompt_lens.get(i),
+                }) + "\n")
 
     # ------------------------------------------------------------------ update + EMA
     def _update_actor(self, batch, metrics: dict):

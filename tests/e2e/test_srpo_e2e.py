@@ -1,0 +1,171 @@
+"""End-to-end: GRPO, SDPO and SRPO through the SRPO trainer (`python -m srpo_verl.main --config-name cpu_srpo`) on
+the tiny Qwen3 task on CPU.
+
+Runs (each a real verl V1 trainer with Ray, TransferQueue, the hf rollout and the EMA teacher):
+  srpo       3 steps, a checkpoint every step, routing dumps;
+  resumed    from srpo's step-2 checkpoint, step 3 only: must reproduce srpo's step 3 (the EMA teacher included);
+  sdpo       1 step on the same seed (the same step-1 batch as srpo);
+  grpo       srpo.method=grpo, 2 steps, against verl's own trainer (trainer_mode=sync) on the same config.
+Set SRPO_VERL_E2E_ASSETS=DIR to reuse prebuilt tiny assets (DIR/model, DIR/data/{train,test}.parquet).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from srpo_verl.report.logs import read_console
+from srpo_verl.verl_ext.layout import parse_rollout_key, route_batch
+
+pytestmark = pytest.mark.e2e
+
+RUN_TIMEOUT_S = 600
+WARMSTART_STEPS = 100
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    prebuilt = os.environ.get("SRPO_VERL_E2E_ASSETS")
+    if prebuilt:
+        root = Path(prebuilt)
+        return root / "model", root / "data" / "train.parquet", root / "data" / "test.parquet"
+    from srpo_verl.tiny.build import build_tiny_assets
+
+    built = build_tiny_assets(tmp_path_factory.mktemp("tiny"), seed=0, warmstart_steps=WARMSTART_STEPS)
+    return built.model_dir, built.train_parquet, built.test_parquet
+
+
+class Run:
+    """One trainer subprocess: exit code, log, per-step console metrics, rollout and route dumps."""
+
+    def __init__(self, workdir: Path, assets, *overrides: str):
+        model, train, test = assets
+        self.workdir = workdir
+        env = {**os.environ, "SRPO_VERL_CPU": "1", "WANDB_MODE": "offline", "TOKENIZERS_PARALLELISM": "false",
+               "HYDRA_FULL_ERROR": "1", "RAY_DEDUP_LOGS": "0", "PYTHONUNBUFFERED": "1"}
+        cmd = [sys.executable, "-m", "srpo_verl.main", "--config-name", "cpu_srpo",
+               f"data.train_files={train}", f"data.val_files={test}", f"actor_rollout_ref.model.path={model}",
+               f"trainer.default_local_dir={workdir / 'ckpt'}", f"hydra.run.dir={workdir / 'hydra'}",
+               f"trainer.rollout_data_dir={workdir / 'rollouts'}", f"srpo.route_dump_dir={workdir / 'routes'}",
+               *overrides]
+        self.log_path = workdir / "run.log"
+        with open(self.log_path, "w") as log:
+            try:
+                self.rc = subprocess.run(cmd, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                         timeout=RUN_TIMEOUT_S).returncode
+            except subprocess.TimeoutExpired:
+                self.rc = -1
+        self.steps = read_console(self.log_path)
+
+    def check(self, steps: list[int]) -> None:
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        assert self.rc == 0, f"trainer exited {self.rc}; log tail:\n" + "\n".join(lines[-60:])
+        assert sorted(self.steps) == steps, f"logged steps {sorted(self.steps)}"
+
+    def rollouts(self, step: int) -> list[dict]:
+        return [json.loads(line) for line in (self.workdir / "rollouts" / f"{step}.jsonl").read_text().splitlines()]
+
+    def routes(self, step: int) -> list[dict]:
+        path = self.workdir / "routes" / f"step_{step}.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def replay_key(row: dict) -> tuple[str, int]:
+    """A sample's identity across runs: its prompt text and rollout index (uids are random per run)."""
+    return row["input"], parse_rollout_key(row["uid"])[1]
+
+
+@pytest.fixture(scope="module")
+def srpo(assets, tmp_path_factory):
+    return Run(tmp_path_factory.mktemp("srpo"), assets, "srpo.method=srpo", "trainer.total_training_steps=3",
+               "trainer.save_freq=1")
+
+
+@pytest.fixture(scope="module")
+def sdpo(assets, tmp_path_factory):
+    return Run(tmp_path_factory.mktemp("sdpo"), assets, "srpo.method=sdpo", "trainer.total_training_steps=1")
+
+
+def test_srpo_trains_with_routing_teacher_and_ema(srpo):
+    srpo.check([1, 2, 3])
+    for step, m in srpo.steps.items():
+        assert m["training/rollout_probs_diff_mean"] < 1e-6
+        assert m["srpo/route/grpo_frac"] + m["srpo/route/sdpo_frac"] == pytest.approx(1.0)
+        assert m["srpo/loss/grpo"] + m["srpo/loss/distill"] == pytest.approx(m["actor/pg_loss"], abs=1e-6)
+        assert m["srpo/teacher/ema_applied"] == 1.0 and m["srpo/teacher/ema_max_abs_delta"] > 0
+        if m["srpo/route/sdpo_frac"] > 0:
+            assert m["srpo/dw/weight_mean"] == pytest.approx(1.0, abs=1e-5)
+            assert m["srpo/teacher/entropy_mean"] > 0 and 0 < m["srpo/teacher/topk_mass"] <= 1
+    assert any(m["srpo/route/sdpo_frac"] > 0 for m in srpo.steps.values()), "no step routed a sample to SDPO"
+    teacher = srpo.workdir / "ckpt" / "global_step_3" / "teacher"
+    assert (teacher / "model_world_size_1_rank_0.pt").exists(), sorted(p.name for p in teacher.parent.iterdir())
+
+
+def test_logged_routes_equal_a_recomputation_from_the_rollouts(srpo):
+    srpo.check([1, 2, 3])
+    for step, m in srpo.steps.items():
+        rows = srpo.rollouts(step)
+        keys = [row["uid"] for row in rows]
+        import torch
+
+        route, metrics = route_batch(keys, torch.tensor([row["score"] for row in rows]),
+                                     torch.zeros(len(rows), dtype=torch.bool), 0.5, "srpo")
+        for name, value in metrics.items():
+            assert m[name] == pytest.approx(value, abs=1e-9), (step, name)
+        dumped = {row["key"]: row for row in srpo.routes(step) if not row["is_padding"]}
+        assert {k for k, r in dumped.items() if r["distill"]} == {k for k, d in zip(keys, route.distill) if d}
+        # teacher tokens: exactly the routed samples' teacher prompts + responses
+        expected_tokens = sum(r["teacher_prompt_len"] + r["response_len"] for r in dumped.values() if r["distill"])
+        assert m["srpo/teacher/tokens"] == expected_tokens
+        assert m["srpo/teacher/samples"] == sum(r["distill"] for r in dumped.values())
+
+
+def test_srpo_teacher_samples_are_a_subset_of_sdpos_on_the_same_batch(srpo, sdpo):
+    srpo.check([1, 2, 3])
+    sdpo.check([1])
+    srpo_rows, sdpo_rows = srpo.rollouts(1), sdpo.rollouts(1)
+    # the same seed replays the same step-1 batch
+    assert sorted((replay_key(r), r["output"], r["score"]) for r in srpo_rows) == sorted(
+        (replay_key(r), r["output"], r["score"]) for r in sdpo_rows)
+    identity = {r["uid"]: replay_key(r) for r in srpo_rows} | {r["uid"]: replay_key(r) for r in sdpo_rows}
+    srpo_teacher = {identity[r["key"]] for r in srpo.routes(1) if r["distill"]}
+    sdpo_teacher = {identity[r["key"]] for r in sdpo.routes(1) if r["distill"]}
+    assert srpo_teacher <= sdpo_teacher
+    # SDPO also distils correct samples that have another correct sibling; SRPO never does
+    correct_with_sibling = {identity[r["key"]] for r in sdpo.routes(1) if r["distill"] and r["correct"]}
+    assert sdpo_teacher - srpo_teacher == correct_with_sibling
+    assert sdpo.steps[1]["srpo/teacher/tokens"] >= srpo.steps[1]["srpo/teacher/tokens"]
+
+
+def test_resume_reproduces_the_next_step_with_the_ema_teacher(srpo, assets, tmp_path_factory):
+    srpo.check([1, 2, 3])
+    workdir = tmp_path_factory.mktemp("resumed")
+    ckpt = workdir / "ckpt"
+    shutil.copytree(srpo.workdir / "ckpt" / "global_step_2", ckpt / "global_step_2")
+    (ckpt / "latest_checkpointed_iteration.txt").write_text("2")
+    resumed = Run(workdir, assets, "srpo.method=srpo", "trainer.total_training_steps=3", "trainer.save_freq=1",
+                  "trainer.resume_mode=auto")
+    resumed.check([3])
+    fresh, again = srpo.steps[3], resumed.steps[3]
+    for key in ("critic/score/mean", "actor/pg_loss", "srpo/loss/distill", "srpo/loss/grpo", "actor/grad_norm",
+                "srpo/teacher/tokens", "srpo/teacher/entropy_mean", "srpo/teacher/ema_max_abs_delta"):
+        assert again[key] == pytest.approx(fresh[key], rel=1e-5, abs=1e-7), key
+
+
+def test_grpo_method_is_verls_own_grpo_step_for_step(assets, tmp_path_factory):
+    ours = Run(tmp_path_factory.mktemp("grpo"), assets, "srpo.method=grpo", "trainer.total_training_steps=2")
+    verl = Run(tmp_path_factory.mktemp("verl_grpo"), assets, "trainer.v1.trainer_mode=sync",
+               "trainer.total_training_steps=2")
+    ours.check([1, 2])
+    verl.check([1, 2])
+    for step in (1, 2):
+        for key in ("critic/score/mean", "actor/pg_loss", "actor/grad_norm", "response_length/mean",
+                    "critic/advantages/mean", "actor/entropy"):
+            assert ours.steps[step][key] == pytest.approx(verl.steps[step][key], rel=1e-6, abs=1e-8), (step, key)
+        assert not any(k.startswith("srpo/teacher") for k in ours.steps[step])
