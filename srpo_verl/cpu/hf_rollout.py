@@ -130,14 +130,12 @@ class HFServer:
         self.model_config = omega_conf_to_dataclass(model_config, dataclass_type=HFModelConfig)
         self.replica_rank = replica_rank
         self.global_steps = 0
-        # verl names requests by prompt ("det-<priority>"), so the n rollouts of one prompt share a request id:
-        # the k-th request with a given id in a step gets its own seed (else all n samples would be identical).
-        self._request_counts: dict[str, int] = {}
         self.model: Optional[torch.nn.Module] = None
         self.stop_ids: set[int] = set()
         self.pad_id = 0
         self._queue: list[_Request] = []
-        # identical (request id, prompt) pairs seen since the last weight version: tells the n samples apart
+        # verl names requests by prompt ("det-<priority>", often det-0 for all), so the n rollouts of one prompt are
+        # identical requests: the k-th identical (id, prompt) pair since the last weight version gets its own seed.
         self._occurrences: dict[tuple[str, tuple[int, ...]], int] = {}
         self._drainer: Optional[asyncio.Task] = None
         self._model_lock: Optional[asyncio.Lock] = None
@@ -198,9 +196,10 @@ class HFServer:
         )
         params.pop("max_tokens", None)
         params.pop("max_new_tokens", None)
-        occurrence = self._request_counts.get(str(request_id), 0)
-        self._request_counts[str(request_id)] = occurrence + 1
-        seed = request_seed(self.config.seed, self.global_steps, f"{request_id}#{occurrence}")
+        identity = (str(request_id), tuple(prompt_ids))
+        occurrence = self._occurrences.get(identity, 0)
+        self._occurrences[identity] = occurrence + 1
+        seed = request_seed(self.config.seed, self.global_steps, request_key(str(request_id), prompt_ids, occurrence))
         spec = sampling_spec_from_params(params, max_tokens, seed)
 
         future = asyncio.get_running_loop().create_future()
@@ -249,13 +248,15 @@ class HFServer:
             dtype = next(self.model.parameters()).dtype
             loaded = load_state_checked(self.model, {k: v.to(dtype) for k, v in state.items()})
         if global_steps is not None:
-            self.global_steps = int(global_steps)
-            self._request_counts.clear()
+            self._set_weight_version(global_steps)
         return loaded
 
     async def set_global_steps(self, global_steps: int) -> None:
+        self._set_weight_version(global_steps)
+
+    def _set_weight_version(self, global_steps: int) -> None:
         self.global_steps = int(global_steps)
-        self._request_counts.clear()
+        self._occurrences.clear()
 
     async def get_state_dict(self) -> dict[str, torch.Tensor]:
         """The served weights (for tests that compare rollout and trainer weights)."""

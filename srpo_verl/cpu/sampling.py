@@ -31,14 +31,26 @@ class SamplingSpec:
         return self.temperature <= 0.0
 
 
-def request_seed(base_seed: int, global_steps: int, request_id: str) -> int:
-    """63-bit seed of one request: a hash of (rollout.seed, weight version, request id).
+def request_key(request_id: str, prompt_ids: list[int], occurrence: int) -> str:
+    """Identity of one sampling request for seeding: its id, its prompt and how many identical requests came before.
 
-    With `rollout.full_determinism=true` verl names requests "det-<priority>" (the sample's index in the step's
-    batch), so the seed, and therefore the sampled tokens, are reproducible run to run; with random uuids as ids they
-    are merely independent.
+    verl's V1 agent loop sends the n samples of a prompt as n requests with the same prompt and, under
+    `rollout.full_determinism`, the same id ("det-<priority>", priority 0 unless the batch carries one), so neither
+    the id nor the prompt tells them apart; the occurrence count does. Identical requests are interchangeable, so
+    which of them receives which occurrence index does not change the set of responses of a group.
     """
-    digest = hashlib.sha256(f"{base_seed}|{global_steps}|{request_id}".encode()).digest()
+    digest = hashlib.sha256(",".join(map(str, prompt_ids)).encode()).hexdigest()[:16]
+    return f"{request_id}|{digest}|{occurrence}"
+
+
+def request_seed(base_seed: int, global_steps: int, key: str) -> int:
+    """63-bit seed of one request: a hash of (rollout.seed, weight version, `request_key(...)`).
+
+    With `rollout.full_determinism=true` verl's request ids are stable ("det-..."), so the seeds, and therefore the
+    sampled tokens, are reproducible run to run (and across a checkpoint resume); with random uuids as ids they are
+    merely independent.
+    """
+    digest = hashlib.sha256(f"{base_seed}|{global_steps}|{key}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 

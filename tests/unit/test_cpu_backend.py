@@ -10,7 +10,7 @@ import torch
 
 from srpo_verl.cpu import is_enabled
 from srpo_verl.cpu.generation import generate_batch, left_pad
-from srpo_verl.cpu.sampling import SamplingSpec, filter_logits, request_seed, sample_token
+from srpo_verl.cpu.sampling import SamplingSpec, filter_logits, request_key, request_seed, sample_token
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -76,10 +76,13 @@ def test_sample_token_rejects_unknown_logprobs_mode():
 
 
 def test_request_seed_is_a_stable_function_of_its_inputs():
-    seed = request_seed(42, 3, "det-7")
-    assert seed == request_seed(42, 3, "det-7")
+    key = request_key("det-0", [5, 6], 0)
+    seed = request_seed(42, 3, key)
+    assert seed == request_seed(42, 3, request_key("det-0", [5, 6], 0))
     assert 0 <= seed < 2**63
-    assert len({seed, request_seed(42, 3, "det-8"), request_seed(42, 4, "det-7"), request_seed(43, 3, "det-7")}) == 4
+    others = {request_seed(42, 3, request_key("det-0", [5, 6], 1)), request_seed(42, 3, request_key("det-0", [5, 7], 0)),
+              request_seed(42, 3, request_key("det-1", [5, 6], 0)), request_seed(42, 4, key), request_seed(43, 3, key)}
+    assert len(others | {seed}) == 6
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -225,16 +228,22 @@ def _generate_all(server, prompts, params, ids):
 
 def test_server_concurrent_requests_are_reproducible_and_seeded_per_request(server):
     prompts = [[5, 9, 11, 2]] * 4 + [[7, 8]]
-    ids = [f"det-{i}" for i in range(5)]
+    ids = ["det-0"] * 5  # verl's V1 agent loop names every request det-0 under full_determinism
     params = {"temperature": 1.0, "top_p": 1.0, "top_k": -1, "repetition_penalty": 1.0, "logprobs": True}
     first = _generate_all(server, prompts, params, ids)
+    asyncio.run(server.set_global_steps(0))  # a new weight version restarts the occurrence counts
     again = _generate_all(server, prompts[::-1], params, ids[::-1])[::-1]
-    assert [o.token_ids for o in first] == [o.token_ids for o in again]
-    assert len({tuple(o.token_ids) for o in first[:4]}) > 1  # same prompt, different request ids: different samples
+    # identical requests are interchangeable: the group of 4 gets the same multiset of samples, the other the same one
+    assert sorted(o.token_ids for o in first[:4]) == sorted(o.token_ids for o in again[:4])
+    assert first[4].token_ids == again[4].token_ids
+    assert len({tuple(o.token_ids) for o in first[:4]}) > 1  # the n samples of one prompt differ
+    third = _generate_all(server, prompts, params, ids)  # same weight version, counts continue: fresh samples
+    assert sorted(o.token_ids for o in third[:4]) != sorted(o.token_ids for o in first[:4])
     for o in first:
         assert o.stop_reason == "completed" and o.extra_fields == {"global_steps": 0}
         assert 1 <= len(o.token_ids) <= 6 and len(o.log_probs) == len(o.token_ids)
         assert (o.token_ids[-1] == EOS) == (len(o.token_ids) < 6) or len(o.token_ids) == 6
+    asyncio.run(server.set_global_steps(0))
     no_lp = _generate_all(server, prompts[:1], {**params, "logprobs": False}, ids[:1])[0]
     assert no_lp.log_probs is None and no_lp.token_ids == first[0].token_ids
 
