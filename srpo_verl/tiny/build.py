@@ -114,20 +114,33 @@ def encode_prompt(tokenizer, problem: task.Problem) -> list[int]:
     return tokenizer.encode(text, add_special_tokens=False)
 
 
-def build_tiny_assets(out_dir: str | Path, seed: int = 0, warmstart_steps: int | None = None,
+def build_tiny_assets(out_dir: str | Path, seed: int | None = None, warmstart_steps: int | None = None,
                       settings: BuildSettings | None = None, log=print) -> TinyAssets:
     """Build (overwrite) the model, tokenizer, data and manifest in ``out_dir``; see the module docstring.
 
-    ``warmstart_steps`` overrides ``settings.warmstart_steps`` (0 = no warm start: a random model).
+    ``seed`` and ``warmstart_steps`` override those of ``settings`` (default ``BuildSettings()``);
+    ``warmstart_steps=0`` skips the warm start (a random model).
     """
-    from srpo_verl.data.parquet import write_verl_parquet
-
     settings = settings or BuildSettings()
-    overrides = {"seed": seed}
+    overrides = {}
+    if seed is not None:
+        overrides["seed"] = seed
     if warmstart_steps is not None:
         overrides["warmstart_steps"] = warmstart_steps
     settings = BuildSettings(**{**asdict(settings), **overrides, "shape": settings.shape})
-    out_dir = Path(out_dir)
+    threads = torch.get_num_threads()
+    # One intra-op thread: float reductions then happen in one fixed order, so a seed gives the same weights on any
+    # machine with this torch build (and a shared, busy CPU does not stall on thread barriers).
+    torch.set_num_threads(1)
+    try:
+        return _build(Path(out_dir), settings, log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _build(out_dir: Path, settings: BuildSettings, log) -> TinyAssets:
+    from srpo_verl.data.parquet import write_verl_parquet
+
     model_dir, train_path, test_path = _paths(out_dir)
     started = time.perf_counter()
 
@@ -199,7 +212,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse", action="store_true",
                         help="do nothing when OUT holds assets of this builder version with the same settings")
     args = parser.parse_args(argv)
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     settings = BuildSettings(seed=args.seed)
     if args.warmstart_steps is not None:
         settings = BuildSettings(seed=args.seed, warmstart_steps=args.warmstart_steps)
