@@ -1,0 +1,143 @@
+"""End-to-end: verl 0.9.1's real V1 trainer (`python -m srpo_verl.main`) doing GRPO on CPU through the CPU backend.
+
+Two trainer runs on the tiny Qwen3 task (srpo_verl.tiny, short warm start so groups are mixed and gradients flow):
+  1. fresh: 3 steps, a checkpoint after every step, validation after step 3;
+  2. resumed from run 1's step-2 checkpoint: must run only step 3 and reproduce run 1's step 3 exactly
+     (same sampled responses, same metrics, same weights afterwards).
+Set SRPO_VERL_E2E_ASSETS=DIR to reuse prebuilt assets (DIR/model, DIR/data/{train,test}.parquet).
+"""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.e2e
+
+RUN_TIMEOUT_S = 600
+WARMSTART_STEPS = 100
+# Metrics that are a function of the sampled responses and the weights that produced them.
+REPRODUCIBLE_METRICS = ("critic/score/mean", "actor/entropy", "response_length/mean", "rollout_corr/rollout_log_ppl",
+                        "actor/grad_norm", "actor/pg_loss")
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    """(model_dir, train_parquet, test_parquet) of the tiny task."""
+    prebuilt = os.environ.get("SRPO_VERL_E2E_ASSETS")
+    if prebuilt:
+        root = Path(prebuilt)
+        paths = (root / "model", root / "data" / "train.parquet", root / "data" / "test.parquet")
+        missing = [str(p) for p in paths if not p.exists()]
+        assert not missing, f"SRPO_VERL_E2E_ASSETS={prebuilt}: missing {missing}"
+        return paths
+    from srpo_verl.tiny.build import build_tiny_assets
+
+    built = build_tiny_assets(tmp_path_factory.mktemp("tiny"), seed=0, warmstart_steps=WARMSTART_STEPS)
+    return built.model_dir, built.train_parquet, built.test_parquet
+
+
+def run_trainer(workdir: Path, assets, *overrides: str) -> tuple[int, str]:
+    """Run `python -m srpo_verl.main` (cpu_grpo) in a subprocess; returns (exit code, combined log text)."""
+    model_dir, train, test = assets
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "SRPO_VERL_CPU": "1", "WANDB_MODE": "offline", "TOKENIZERS_PARALLELISM": "false",
+           "HYDRA_FULL_ERROR": "1", "RAY_DEDUP_LOGS": "0", "PYTHONUNBUFFERED": "1"}
+    # cpu_grpo is srpo_verl.main's default config, so no --config-name flag is needed
+    cmd = [sys.executable, "-m", "srpo_verl.main",
+           f"data.train_files={train}", f"data.val_files={test}", f"actor_rollout_ref.model.path={model_dir}",
+           f"trainer.default_local_dir={workdir / 'ckpt'}", f"hydra.run.dir={workdir / 'hydra'}", *overrides]
+    log_path = workdir / "run.log"
+    with open(log_path, "w") as log:
+        try:
+            rc = subprocess.run(cmd, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                timeout=RUN_TIMEOUT_S).returncode
+        except subprocess.TimeoutExpired:
+            rc = -1
+    return rc, log_path.read_text(errors="replace")
+
+
+def tail(text: str, n: int = 60) -> str:
+    return "\n".join(text.splitlines()[-n:])
+
+
+_NUMBER = re.compile(r"^(?:np\.\w+\()?([-+0-9.eE]+|nan|inf)\)?$")
+
+
+def step_metrics(text: str) -> dict[int, dict[str, float]]:
+    """Per-step numeric metrics from verl's console logger lines `step:N - key:value - key:value ...`."""
+    steps: dict[int, dict[str, float]] = {}
+    for line in text.splitlines():
+        match = re.search(r"step:(\d+) - (.*)$", line)
+        if not match or int(match.group(1)) in steps:
+            continue
+        metrics = {}
+        for item in match.group(2).split(" - "):
+            key, _, value = item.partition(":")
+            number = _NUMBER.match(value.strip())
+            if number:
+                metrics[key.strip()] = float(number.group(1))
+        steps[int(match.group(1))] = metrics
+    return steps
+
+
+def actor_weights(ckpt_dir: Path, step: int) -> dict[str, torch.Tensor]:
+    """Full fp32 actor weights saved by verl at `global_step_<step>` (world size 1: the local shard is everything)."""
+    path = ckpt_dir / f"global_step_{step}" / "actor" / "model_world_size_1_rank_0.pt"
+    assert path.exists(), f"no checkpoint at {path}: {sorted(p.name for p in ckpt_dir.glob('*'))}"
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    return {k: (v.to_local() if hasattr(v, "to_local") else v).float() for k, v in state.items()}
+
+
+def max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+@pytest.fixture(scope="module")
+def fresh_run(assets, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("fresh")
+    rc, text = run_trainer(workdir, assets, "trainer.total_training_steps=3", "trainer.save_freq=1",
+                           "trainer.test_freq=3")
+    return workdir, rc, text
+
+
+def test_grpo_runs_three_steps_with_rollout_actor_agreement(fresh_run):
+    workdir, rc, text = fresh_run
+    assert rc == 0, f"trainer exited {rc}; log tail:\n{tail(text)}"
+    steps = step_metrics(text)
+    assert sorted(steps) == [1, 2, 3], f"step lines: {sorted(steps)}\n{tail(text)}"
+    for step, metrics in steps.items():
+        assert metrics["training/rollout_probs_diff_valid"] == 1.0
+        assert metrics["training/rollout_probs_diff_mean"] < 1e-6, (step, metrics["training/rollout_probs_diff_mean"])
+        assert 0.0 <= metrics["critic/score/mean"] <= 1.0
+    # the warm-started model gets some answers right and some wrong, so GRPO has a gradient
+    assert any(0.0 < m["critic/score/mean"] < 1.0 for m in steps.values()), {s: m["critic/score/mean"]
+                                                                            for s, m in steps.items()}
+    assert any(m["actor/grad_norm"] > 0.0 for m in steps.values())
+    assert "val-core/synthetic/acc/mean@1" in steps[3], sorted(k for k in steps[3] if k.startswith("val"))
+    weights_1, weights_3 = actor_weights(workdir / "ckpt", 1), actor_weights(workdir / "ckpt", 3)
+    assert max_abs_diff(weights_1, weights_3) > 1e-6  # training changed the weights
+
+
+def test_resume_from_checkpoint_continues_at_step_3_with_the_same_weights(fresh_run, assets, tmp_path_factory):
+    fresh_dir, fresh_rc, fresh_text = fresh_run
+    assert fresh_rc == 0, f"fresh run failed; log tail:\n{tail(fresh_text)}"
+    workdir = tmp_path_factory.mktemp("resumed")
+    rc, text = run_trainer(workdir, assets, "trainer.total_training_steps=3", "trainer.save_freq=1",
+                           "trainer.test_freq=3", "trainer.resume_mode=resume_path",
+                           f"trainer.resume_from_path={fresh_dir / 'ckpt' / 'global_step_2'}")
+    assert rc == 0, f"resumed run exited {rc}; log tail:\n{tail(text)}"
+    steps = step_metrics(text)
+    assert sorted(steps) == [3], f"resumed run logged steps {sorted(steps)}\n{tail(text)}"
+    fresh_step_3 = step_metrics(fresh_text)[3]
+    for key in REPRODUCIBLE_METRICS:
+        assert steps[3][key] == pytest.approx(fresh_step_3[key], rel=1e-5, abs=1e-7), key
+    assert steps[3]["val-core/synthetic/acc/mean@1"] == fresh_step_3["val-core/synthetic/acc/mean@1"]
+    resumed = actor_weights(workdir / "ckpt", 3)
+    assert max_abs_diff(resumed, actor_weights(fresh_dir / "ckpt", 3)) < 1e-6
+    assert max_abs_diff(resumed, actor_weights(fresh_dir / "ckpt", 2)) > 1e-6
