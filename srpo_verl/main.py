@@ -19,13 +19,36 @@ PATH_RESOLVER = "srpo_verl_path"
 VERL_CONFIG_SEARCHPATH = "pkg://verl.trainer.config"
 
 
+# Hydra's command-line flags that take a value (``--info`` takes an optional one from a fixed set).
+_VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir",
+                "-cd", "--experimental-rerun"}
+_INFO_VALUES = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+
+
 def with_verl_searchpath(argv: list[str]) -> list[str]:
     """Put verl's configs on Hydra's search path from the command line (Hydra accepts `hydra.searchpath` only
     in the primary config, and our configs are also used as defaults of one another). A user's own
-    `hydra.searchpath=...` is kept as given and must then include verl's."""
-    if any(arg.lstrip("+").startswith("hydra.searchpath") for arg in argv[1:]):
+    `hydra.searchpath=...` is kept as given and must then include verl's.
+
+    The override goes next to the user's overrides (argparse rejects overrides split by flags such as
+    `--cfg job`), or at the end when there are none.
+    """
+    args = argv[1:]
+    if any(arg.lstrip("+").startswith("hydra.searchpath") for arg in args):
         return argv
-    return [*argv, f"hydra.searchpath=[{VERL_CONFIG_SEARCHPATH}]"]
+    extra = f"hydra.searchpath=[{VERL_CONFIG_SEARCHPATH}]"
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg in _VALUE_FLAGS:
+            index += 2
+        elif arg in ("--info", "-i") and index + 1 < len(args) and args[index + 1] in _INFO_VALUES:
+            index += 2
+        elif arg.startswith("-"):
+            index += 1
+        else:
+            return [argv[0], *args[:index], extra, *args[index:]]
+    return [*argv, extra]
 
 
 def package_path(relative: str) -> str:
