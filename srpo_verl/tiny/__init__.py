@@ -4,6 +4,13 @@
 writes ``DIR/model`` (save_pretrained), ``DIR/data/{train,test}.parquet`` (verl rows) and ``DIR/manifest.json``.
 """
 
-from srpo_verl.tiny.build import BUILDER_VERSION, BuildSettings, TinyAssets, build_tiny_assets, cached_assets
-
 __all__ = ["BUILDER_VERSION", "BuildSettings", "TinyAssets", "build_tiny_assets", "cached_assets"]
+
+
+def __getattr__(name: str):
+    # Lazy, so that `python -m srpo_verl.tiny.build` does not import the module twice (runpy warning).
+    if name in __all__:
+        from srpo_verl.tiny import build
+
+        return getattr(build, name)
+    raise AttributeError(f"module 'srpo_verl.tiny' has no attribute {name!r}")

@@ -24,6 +24,24 @@ from srpo_verl.tiny.report import PROBS_DIFF_KEY, REWARD_KEY, SDPO_FRACTION_KEYS
 LOG_TAIL_LINES = 60
 
 
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of a process and all its descendants (Ray's raylet and workers included), in bytes."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for process in processes:
+        try:
+            total += process.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 class JsonlFollower:
     """Reads the complete lines appended to a JSONL file since the last call (the file may not exist yet)."""
 
@@ -94,11 +112,14 @@ def run_with_progress(command: list[str], metrics: Path, log: Path, total_steps:
     interactive = sys.stdout.isatty()
     started = time.monotonic()
     done = 0
+    peak_rss = 0
     with log.open("wb") as log_handle:
         process = subprocess.Popen(command, stdout=log_handle, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             while True:
                 status = process.poll()
+                if status is None:
+                    peak_rss = max(peak_rss, tree_rss_bytes(process.pid))
                 for record in follower.new_records():
                     if isinstance(record.get("step"), int) and REWARD_KEY in record.get("data", {}):
                         done = max(done, record["step"])
@@ -121,7 +142,8 @@ def run_with_progress(command: list[str], metrics: Path, log: Path, total_steps:
         print(f"[quickstart] training command failed with status {status} after {elapsed:.0f} s; "
               f"last {LOG_TAIL_LINES} lines of {log}:\n{tail(log, LOG_TAIL_LINES)}", file=sys.stderr)
     else:
-        print(f"[quickstart] training finished: {done}/{total_steps} steps in {elapsed:.0f} s (log: {log})")
+        print(f"[quickstart] training finished: {done}/{total_steps} steps in {elapsed:.0f} s, peak RSS of the "
+              f"process tree {peak_rss / 2**30:.2f} GiB (sampled every {poll_s:g} s; log: {log})")
     return status
 
 
