@@ -46,7 +46,7 @@ echo "[quickstart] $ALGO for $STEPS steps ($BATCH prompts x $N rollouts), output
 "$PY" -m srpo_verl.tiny.progress --metrics "$VERL_FILE_LOGGER_PATH" --steps "$STEPS" --log "$RUN_DIR/train.log" -- \
     "$PY" -m srpo_verl.main "${CONFIG[@]}" \
     data.train_files="$ASSETS/data/train.parquet" data.val_files="$ASSETS/data/test.parquet" \
-    +data.apply_chat_template_kwargs.enable_thinking=false \
+    ++data.apply_chat_template_kwargs.enable_thinking=false \
     data.train_batch_size="$BATCH" data.seed="$SEED" \
     actor_rollout_ref.model.path="$ASSETS/model" \
     actor_rollout_ref.actor.optim.lr="$LR" actor_rollout_ref.actor.ppo_mini_batch_size="$BATCH" \
