@@ -11,16 +11,14 @@ Set SRPO_VERL_E2E_ASSETS=DIR to reuse prebuilt tiny assets (DIR/model, DIR/data/
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-from srpo_verl.report.logs import read_console
+from srpo_verl.runs import CpuRun
 from srpo_verl.verl_ext.layout import parse_rollout_key, route_batch
 
 pytestmark = pytest.mark.e2e
@@ -41,39 +39,8 @@ def assets(tmp_path_factory):
     return built.model_dir, built.train_parquet, built.test_parquet
 
 
-class Run:
-    """One trainer subprocess: exit code, log, per-step console metrics, rollout and route dumps."""
-
-    def __init__(self, workdir: Path, assets, *overrides: str):
-        model, train, test = assets
-        self.workdir = workdir
-        env = {**os.environ, "SRPO_VERL_CPU": "1", "WANDB_MODE": "offline", "TOKENIZERS_PARALLELISM": "false",
-               "HYDRA_FULL_ERROR": "1", "RAY_DEDUP_LOGS": "0", "PYTHONUNBUFFERED": "1"}
-        cmd = [sys.executable, "-m", "srpo_verl.main", "--config-name", "cpu_srpo",
-               f"data.train_files={train}", f"data.val_files={test}", f"actor_rollout_ref.model.path={model}",
-               f"trainer.default_local_dir={workdir / 'ckpt'}", f"hydra.run.dir={workdir / 'hydra'}",
-               f"trainer.rollout_data_dir={workdir / 'rollouts'}", f"srpo.route_dump_dir={workdir / 'routes'}",
-               *overrides]
-        self.log_path = workdir / "run.log"
-        with open(self.log_path, "w") as log:
-            try:
-                self.rc = subprocess.run(cmd, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                         timeout=RUN_TIMEOUT_S).returncode
-            except subprocess.TimeoutExpired:
-                self.rc = -1
-        self.steps = read_console(self.log_path)
-
-    def check(self, steps: list[int]) -> None:
-        lines = self.log_path.read_text(errors="replace").splitlines()
-        assert self.rc == 0, f"trainer exited {self.rc}; log tail:\n" + "\n".join(lines[-60:])
-        assert sorted(self.steps) == steps, f"logged steps {sorted(self.steps)}"
-
-    def rollouts(self, step: int) -> list[dict]:
-        return [json.loads(line) for line in (self.workdir / "rollouts" / f"{step}.jsonl").read_text().splitlines()]
-
-    def routes(self, step: int) -> list[dict]:
-        path = self.workdir / "routes" / f"step_{step}.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()]
+def Run(workdir: Path, assets, *overrides: str) -> CpuRun:
+    return CpuRun(workdir, *assets, *overrides, timeout_s=RUN_TIMEOUT_S)
 
 
 def replay_key(row: dict) -> tuple[str, int]:
@@ -112,8 +79,6 @@ def test_logged_routes_equal_a_recomputation_from_the_rollouts(srpo):
     for step, m in srpo.steps.items():
         rows = srpo.rollouts(step)
         keys = [row["uid"] for row in rows]
-        import torch
-
         route, metrics = route_batch(keys, torch.tensor([row["score"] for row in rows]),
                                      torch.zeros(len(rows), dtype=torch.bool), 0.5, "srpo")
         for name, value in metrics.items():
