@@ -39,3 +39,29 @@ def parse_last_answer_block(text: str) -> AnswerBlock:
     if text.find(CLOSE_TAG, end + len(CLOSE_TAG)) >= 0:
         return AnswerBlock("", False, "nested or stray </answer> tag after the last block")
     return AnswerBlock(text[content_start:end].strip(), True, "")
+
+
+class GradedAnswer(NamedTuple):
+    """The last answer block of a completion, whether it equals the gold answer, and a short reason."""
+
+    block: AnswerBlock
+    correct: bool
+    reason: str
+
+
+def grade_answer_block(text: str, ground_truth, wrong_reason: str) -> GradedAnswer:
+    """Exact match of the last ``<answer>`` block's stripped content with ``str(ground_truth).strip()``.
+
+    ``reason`` is "correct", the parse problem, "empty <answer> block", or ``wrong_reason``.
+    """
+    block = parse_last_answer_block(text)
+    correct = block.ok and block.content == str(ground_truth).strip()
+    if correct:
+        reason = "correct"
+    elif not block.ok:
+        reason = block.reason
+    elif not block.content:
+        reason = "empty <answer> block"
+    else:
+        reason = wrong_reason
+    return GradedAnswer(block, correct, reason)

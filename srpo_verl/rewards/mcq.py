@@ -6,7 +6,7 @@ Reward 1 iff the last `<answer>` block's stripped text equals the stripped gold 
 
 from __future__ import annotations
 
-from srpo_verl.rewards.answer_block import parse_last_answer_block
+from srpo_verl.rewards.answer_block import grade_answer_block
 from srpo_verl.rewards.result import clip_for_log, make_result
 
 
@@ -23,16 +23,6 @@ def mcq_feedback(block_ok: bool, parse_reason: str, pred: str) -> str:
 
 def score_mcq(solution_str: str, ground_truth: str, with_feedback: bool = False) -> dict:
     """Score one completion against the gold option letter. Never raises on any `solution_str`."""
-    block = parse_last_answer_block(solution_str)
-    gold = str(ground_truth).strip()
-    correct = block.ok and block.content == gold
-    if correct:
-        reason = "correct"
-    elif not block.ok:
-        reason = block.reason
-    elif not block.content:
-        reason = "empty <answer> block"
-    else:
-        reason = "wrong option"
+    block, correct, reason = grade_answer_block(solution_str, ground_truth, "wrong option")
     feedback = mcq_feedback(block.ok, block.reason or reason, block.content) if with_feedback and not correct else ""
     return make_result(correct, block.content, block.ok, reason, feedback)

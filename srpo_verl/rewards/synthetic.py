@@ -5,7 +5,7 @@ Reward 1 iff the stripped text of the last `<answer>` block equals `str(ground_t
 
 from __future__ import annotations
 
-from srpo_verl.rewards.answer_block import parse_last_answer_block
+from srpo_verl.rewards.answer_block import grade_answer_block
 from srpo_verl.rewards.result import make_result
 
 
@@ -14,17 +14,7 @@ def score_synthetic(solution_str: str, ground_truth, with_feedback: bool = False
 
     Feedback (opt-in) names only the format problem or "wrong answer"; it never reveals the gold answer.
     """
-    block = parse_last_answer_block(solution_str)
-    gold = str(ground_truth).strip()
-    correct = block.ok and block.content == gold
-    if correct:
-        reason = "correct"
-    elif not block.ok:
-        reason = block.reason
-    elif not block.content:
-        reason = "empty <answer> block"
-    else:
-        reason = "wrong answer"
+    block, correct, reason = grade_answer_block(solution_str, ground_truth, "wrong answer")
     feedback = ""
     if with_feedback and not correct:
         feedback = f"Your answer was not accepted: {reason}."
