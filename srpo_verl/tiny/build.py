@@ -29,7 +29,7 @@ from srpo_verl.tiny.tokenizer import IM_END, to_hf_tokenizer, train_bpe
 from srpo_verl.tiny.warmstart import EncodedExample, measure_sampled_accuracy, supervised_warmstart
 
 # Bump whenever a change alters the built files, so cached assets (quickstart --reuse) are rebuilt.
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 
 
@@ -96,21 +96,24 @@ def cached_assets(out_dir: str | Path, settings: BuildSettings) -> TinyAssets | 
 
 
 def tokenizer_corpus(problems: list[task.Problem]) -> list[str]:
-    """Texts the BPE is trained on: each conversation rendered as the model will see it (thinking off)."""
+    """Texts the BPE is trained on: each conversation rendered as the model will see it (thinking off), as a
+    student prompt and as a teacher prompt."""
     texts = []
     for p in problems:
-        system, user = task.chat_messages(p)
-        texts.append(
-            f"<|im_start|>system\n{system['content']}<|im_end|>\n<|im_start|>user\n{user['content']}<|im_end|>\n"
-            f"<|im_start|>assistant\n<think>\n\n</think>\n\n{task.reference_response(p)}<|im_end|>\n"
-        )
+        for system, user in (task.chat_messages(p), task.teacher_messages(p)):
+            texts.append(
+                f"<|im_start|>system\n{system['content']}<|im_end|>\n<|im_start|>user\n{user['content']}"
+                f"<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n{task.reference_response(p)}"
+                "<|im_end|>\n"
+            )
     return texts
 
 
-def encode_prompt(tokenizer, problem: task.Problem) -> list[int]:
-    """Prompt token ids exactly as verl renders them (chat template, generation prompt, enable_thinking=False)."""
-    text = tokenizer.apply_chat_template(task.chat_messages(problem), add_generation_prompt=True,
-                                         enable_thinking=False, tokenize=False)
+def encode_prompt(tokenizer, problem: task.Problem, teacher: bool = False) -> list[int]:
+    """Prompt token ids exactly as verl renders them (chat template, generation prompt, enable_thinking=False);
+    ``teacher``: the SRPO teacher prompt with the correct answer as demonstration."""
+    messages = task.teacher_messages(problem) if teacher else task.chat_messages(problem)
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, enable_thinking=False, tokenize=False)
     return tokenizer.encode(text, add_special_tokens=False)
 
 
@@ -154,10 +157,12 @@ def _build(out_dir: Path, settings: BuildSettings, log) -> TinyAssets:
                                pad_token_id=tokenizer.pad_token_id)
     model = init_tiny_qwen3(config, settings.seed)
 
+    # every problem twice: as the student sees it, and as the self-teacher sees it (answer shown)
     examples = [
-        EncodedExample(tuple(encode_prompt(tokenizer, p)),
+        EncodedExample(tuple(encode_prompt(tokenizer, p, teacher)),
                        tuple(tokenizer.encode(task.reference_response(p), add_special_tokens=False) + [eos_id]))
         for p in train
+        for teacher in (False, True)
     ]
     warm_started = time.perf_counter()
     losses = []

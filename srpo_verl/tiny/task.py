@@ -66,6 +66,18 @@ def reference_response(problem: Problem) -> str:
     return f"<answer>{problem.answer}</answer>"
 
 
+def teacher_messages(problem: Problem) -> list[dict]:
+    """The SRPO/SDPO teacher prompt for ``problem`` with its correct answer shown as the demonstration.
+
+    The warm start also trains on these (target: the same answer), standing in for the in-context ability of a
+    real LLM: without it a tiny model's self-teacher is out of its distribution on the teacher prompt, and
+    distilling towards it only adds noise.
+    """
+    from srpo_verl.core.teacher_prompt import build_teacher_messages
+
+    return build_teacher_messages(chat_messages(problem), solution=reference_response(problem))
+
+
 def verl_rows(problems: list[Problem], split: str) -> list[dict]:
     """verl parquet rows (schema of verl's ``examples/data_preprocess``) for ``problems``."""
     from srpo_verl.data.common import verl_row
