@@ -7,7 +7,6 @@ swaps the TaskRunner / trainer for SRPO's here.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 

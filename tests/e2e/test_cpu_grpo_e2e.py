@@ -19,26 +19,14 @@ import torch
 pytestmark = pytest.mark.e2e
 
 RUN_TIMEOUT_S = 600
-WARMSTART_STEPS = 100
 # Metrics that are a function of the sampled responses and the weights that produced them.
 REPRODUCIBLE_METRICS = ("critic/score/mean", "actor/entropy", "response_length/mean", "rollout_corr/rollout_log_ppl",
                         "actor/grad_norm", "actor/pg_loss")
 
 
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    """(model_dir, train_parquet, test_parquet) of the tiny task."""
-    prebuilt = os.environ.get("SRPO_VERL_E2E_ASSETS")
-    if prebuilt:
-        root = Path(prebuilt)
-        paths = (root / "model", root / "data" / "train.parquet", root / "data" / "test.parquet")
-        missing = [str(p) for p in paths if not p.exists()]
-        assert not missing, f"SRPO_VERL_E2E_ASSETS={prebuilt}: missing {missing}"
-        return paths
-    from srpo_verl.tiny.build import build_tiny_assets
-
-    built = build_tiny_assets(tmp_path_factory.mktemp("tiny"), seed=0, warmstart_steps=WARMSTART_STEPS)
-    return built.model_dir, built.train_parquet, built.test_parquet
+def assets(tiny_assets):
+    return tiny_assets
 
 
 def run_trainer(workdir: Path, assets, *overrides: str) -> tuple[int, str]:

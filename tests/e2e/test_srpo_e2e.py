@@ -11,7 +11,6 @@ Set SRPO_VERL_E2E_ASSETS=DIR to reuse prebuilt tiny assets (DIR/model, DIR/data/
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -25,19 +24,11 @@ from srpo_verl.verl_ext.layout import route_batch
 pytestmark = pytest.mark.e2e
 
 RUN_TIMEOUT_S = 600
-WARMSTART_STEPS = 100
 
 
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    prebuilt = os.environ.get("SRPO_VERL_E2E_ASSETS")
-    if prebuilt:
-        root = Path(prebuilt)
-        return root / "model", root / "data" / "train.parquet", root / "data" / "test.parquet"
-    from srpo_verl.tiny.build import build_tiny_assets
-
-    built = build_tiny_assets(tmp_path_factory.mktemp("tiny"), seed=0, warmstart_steps=WARMSTART_STEPS)
-    return built.model_dir, built.train_parquet, built.test_parquet
+def assets(tiny_assets):
+    return tiny_assets
 
 
 def Run(workdir: Path, assets, *overrides: str) -> CpuRun:
