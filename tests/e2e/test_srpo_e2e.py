@@ -123,5 +123,5 @@ def test_grpo_method_is_verls_own_grpo_step_for_step(assets, tmp_path_factory):
     for step in (1, 2):
         for key in ("critic/score/mean", "actor/pg_loss", "actor/grad_norm", "response_length/mean",
                     "critic/advantages/mean", "actor/entropy"):
-            assert ours.steps[step][key] == pytest.approx(verl.steps[step][key], rel=1e-6, abs=1e-8), (step, key)
+            assert ours.steps[step][key] == pytest.approx(verl.steps[step][key], rel=1e-5, abs=1e-6), (step, key)
         assert not any(k.startswith("srpo/teacher") for k in ours.steps[step])
