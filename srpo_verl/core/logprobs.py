@@ -149,6 +149,9 @@ def topk_logprobs_with_entropy(
         raise ValueError(f"k must be in [1, V={flat.shape[-1]}], got {k}")
     if rows is not None:
         lead = (rows.shape[0],)
+        if rows.numel() == 0:  # nothing selected: no autograd node, so no [N, V] zero gradient in the backward
+            empty = flat.new_zeros((0, k), dtype=torch.float32)
+            return empty, empty.long(), flat.new_zeros(0, dtype=torch.float32)
     logp, ids, entropy = _ChunkedLogProbs.apply(flat, rows, None, k, float(temperature), int(chunk_size))
     return logp.reshape(*lead, k), ids.reshape(*lead, k), entropy.reshape(lead)
 
@@ -176,6 +179,8 @@ def gather_logprobs_with_entropy(
     flat, lead = _flatten(logits)
     if rows is not None:
         lead = (rows.shape[0],)
+        if rows.numel() == 0:  # nothing selected: no autograd node, so no [N, V] zero gradient in the backward
+            return flat.new_zeros(ids.shape, dtype=torch.float32), flat.new_zeros(0, dtype=torch.float32)
     single = ids.dim() == len(lead)
     if tuple(ids.shape[: len(lead)]) != lead or ids.dim() not in (len(lead), len(lead) + 1):
         raise ValueError(f"ids shape {tuple(ids.shape)} does not match logits' leading shape {lead}")
