@@ -24,8 +24,9 @@ class CpuRun:
 
     def __init__(self, workdir: Path, model: Path, train: Path, test: Path, *overrides: str,
                  config_name: str = "cpu_srpo", timeout_s: int = 900, dumps: bool = True):
-        self.workdir = Path(workdir)
+        self.workdir = Path(workdir).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
+        model, train, test = (Path(p).resolve() for p in (model, train, test))  # the run's cwd is its workdir
         cmd = [sys.executable, "-m", "srpo_verl.main", "--config-name", config_name,
                f"data.train_files={train}", f"data.val_files={test}", f"actor_rollout_ref.model.path={model}",
                f"trainer.default_local_dir={self.workdir / 'ckpt'}", f"hydra.run.dir={self.workdir / 'hydra'}"]
