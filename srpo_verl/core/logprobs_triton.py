@@ -26,15 +26,21 @@ NUM_WARPS = 8
 
 
 @triton.jit
+def _row_of_program(rows_ptr, pid, HAS_ROWS: tl.constexpr):
+    """The logits row this program handles: rows[pid] with a row selection, else pid (int64 for the offsets)."""
+    if HAS_ROWS:
+        return tl.load(rows_ptr + pid).to(tl.int64)
+    else:
+        return pid.to(tl.int64)
+
+
+@triton.jit
 def _row_stats_kernel(
     logits_ptr, rows_ptr, row_stride, vocab, temperature, log_partition_ptr, entropy_ptr,
     HAS_ROWS: tl.constexpr, BLOCK: tl.constexpr,
 ):
     pid = tl.program_id(0)
-    if HAS_ROWS:
-        row = tl.load(rows_ptr + pid).to(tl.int64)
-    else:
-        row = pid.to(tl.int64)
+    row = _row_of_program(rows_ptr, pid, HAS_ROWS)
     base = logits_ptr + row * row_stride
     lanes = tl.arange(0, BLOCK)
     neg_inf = float("-inf")
@@ -71,10 +77,7 @@ def _dense_grad_kernel(
     HAS_ROWS: tl.constexpr, BLOCK: tl.constexpr,
 ):
     pid = tl.program_id(0)
-    if HAS_ROWS:
-        row = tl.load(rows_ptr + pid).to(tl.int64)
-    else:
-        row = pid.to(tl.int64)
+    row = _row_of_program(rows_ptr, pid, HAS_ROWS)
     base = logits_ptr + row * row_stride
     out = grad_ptr + row * grad_row_stride
     log_partition = tl.load(log_partition_ptr + pid)
