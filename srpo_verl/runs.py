@@ -6,13 +6,13 @@ and `routes/step_<N>.jsonl` (srpo.route_dump_dir, SRPO trainer only).
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from srpo_verl.jsonl import load_jsonl
 from srpo_verl.report.logs import read_console
 
 CPU_ENV = {"SRPO_VERL_CPU": "1", "WANDB_MODE": "offline", "TOKENIZERS_PARALLELISM": "false", "HYDRA_FULL_ERROR": "1",
@@ -55,9 +55,7 @@ class CpuRun:
         assert sorted(self.steps) == steps, f"logged steps {sorted(self.steps)}; log tail:\n{self.tail(20)}"
 
     def rollouts(self, step: int) -> list[dict]:
-        path = self.workdir / "rollouts" / f"{step}.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()]
+        return load_jsonl(self.workdir / "rollouts" / f"{step}.jsonl")
 
     def routes(self, step: int) -> list[dict]:
-        path = self.workdir / "routes" / f"step_{step}.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()]
+        return load_jsonl(self.workdir / "routes" / f"step_{step}.jsonl")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from srpo_verl.jsonl import load_jsonl  # noqa: E402
 from srpo_verl.rewards import compute_score  # noqa: E402
 from srpo_verl.rewards.tooluse import format_calls, parse_gold  # noqa: E402
 
@@ -27,13 +28,9 @@ TARGETS = {"sciknoweval": 5000.0, "tooluse": 1000.0, "synthetic": 5000.0}
 REASONING = ("Let me work through the options one at a time, checking each against the data given. " * 18).strip()
 
 
-def _jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def mcq_cases(splits: Path) -> list[tuple]:
     path = splits / "sciknoweval" / "chemistry" / "test.json"
-    golds = [row["answer"] for row in _jsonl(path)] if path.is_file() else list("ABCD") * 50
+    golds = [row["answer"] for row in load_jsonl(path)] if path.is_file() else list("ABCD") * 50
     cases = []
     for i, gold in enumerate(golds):
         letter = gold if i % 2 == 0 else ("B" if gold == "A" else "A")
@@ -46,7 +43,7 @@ def mcq_cases(splits: Path) -> list[tuple]:
 def tooluse_cases(splits: Path) -> list[tuple]:
     path = splits / "tooluse" / "test.json"
     if path.is_file():
-        golds = [row["answer"] for row in _jsonl(path)]
+        golds = [row["answer"] for row in load_jsonl(path)]
     else:
         golds = [json.dumps([{"Action": "getRates", "Action_Input": json.dumps({"base": "USD", "n": i})}])
                  for i in range(68)]

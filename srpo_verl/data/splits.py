@@ -6,8 +6,9 @@ at once.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from srpo_verl.jsonl import iter_jsonl
 
 
 class SplitError(ValueError):
@@ -20,17 +21,10 @@ def read_jsonl(path: Path) -> list[tuple[int, dict]]:
     if not path.is_file():
         raise SplitError(f"missing split file: {path}")
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise SplitError(f"{path}:{line_number}: not valid JSON ({err.msg} at column {err.colno})") from None
-            if not isinstance(row, dict):
-                raise SplitError(f"{path}:{line_number}: expected a JSON object, got {type(row).__name__}")
-            rows.append((line_number, row))
+    for line_number, row in iter_jsonl(path, SplitError):
+        if not isinstance(row, dict):
+            raise SplitError(f"{path}:{line_number}: expected a JSON object, got {type(row).__name__}")
+        rows.append((line_number, row))
     if not rows:
         raise SplitError(f"{path}: the split file is empty")
     return rows

@@ -8,11 +8,11 @@ uid, so grouping by the part before the last two `_` fields gives the per-questi
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+from srpo_verl.jsonl import iter_jsonl
 from srpo_verl.report.passk import mean_avg_at_n, mean_pass_at_k
 
 SUCCESS_THRESHOLD = 0.5  # a sample is correct iff its `acc` (else `score`) is >= 0.5, the routing rule of spec §1.2
@@ -43,25 +43,18 @@ def read_generation_dump(path: Path, threshold: float = SUCCESS_THRESHOLD) -> li
     """
     path = Path(path)
     totals: OrderedDict[str, list[int]] = OrderedDict()
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{line_no}: not valid JSON ({err.msg})") from err
-            if "uid" not in record:
-                raise ValueError(f"{path}:{line_no}: no 'uid' field (is this a verl validation dump?)")
-            field = "acc" if "acc" in record else "score"
-            value = record.get(field)
-            if isinstance(value, bool):
-                value = float(value)
-            if not isinstance(value, (int, float)):
-                raise ValueError(f"{path}:{line_no}: field '{field}' is {value!r}, expected a number")
-            counts = totals.setdefault(prompt_uid(str(record["uid"])), [0, 0])
-            counts[0] += 1
-            counts[1] += int(value >= threshold)
+    for line_no, record in iter_jsonl(path):
+        if not isinstance(record, dict) or "uid" not in record:
+            raise ValueError(f"{path}:{line_no}: no 'uid' field (is this a verl validation dump?)")
+        field = "acc" if "acc" in record else "score"
+        value = record.get(field)
+        if isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, (int, float)):
+            raise ValueError(f"{path}:{line_no}: field '{field}' is {value!r}, expected a number")
+        counts = totals.setdefault(prompt_uid(str(record["uid"])), [0, 0])
+        counts[0] += 1
+        counts[1] += int(value >= threshold)
     if not totals:
         raise ValueError(f"{path}: no samples")
     return [QuestionCounts(uid, n, c) for uid, (n, c) in totals.items()]

@@ -15,11 +15,12 @@ repeats steps): records are merged per step, later records overriding earlier va
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from srpo_verl.jsonl import iter_jsonl
 
 StepMetrics = dict[int, dict[str, float]]
 
@@ -61,21 +62,14 @@ def read_jsonl(path: Path) -> StepMetrics:
     """Parse a verl FileLogger JSONL file. Raises ValueError naming the file and line on malformed records."""
     path = Path(path)
     steps: StepMetrics = {}
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{line_no}: not valid JSON ({err.msg})") from err
-            if not isinstance(record, dict) or not isinstance(record.get("data"), dict) or "step" not in record:
-                raise ValueError(f"{path}:{line_no}: expected {{'step': int, 'data': {{...}}}} (verl FileLogger)")
-            step = record["step"]
-            if not isinstance(step, int) or isinstance(step, bool):
-                raise ValueError(f"{path}:{line_no}: 'step' is {step!r}, expected an integer")
-            numeric = {k: f for k, v in record["data"].items() if (f := _as_float(v)) is not None}
-            _merge(steps, step, numeric)
+    for line_no, record in iter_jsonl(path):
+        if not isinstance(record, dict) or not isinstance(record.get("data"), dict) or "step" not in record:
+            raise ValueError(f"{path}:{line_no}: expected {{'step': int, 'data': {{...}}}} (verl FileLogger)")
+        step = record["step"]
+        if not isinstance(step, int) or isinstance(step, bool):
+            raise ValueError(f"{path}:{line_no}: 'step' is {step!r}, expected an integer")
+        numeric = {k: f for k, v in record["data"].items() if (f := _as_float(v)) is not None}
+        _merge(steps, step, numeric)
     return steps
 
 

@@ -9,10 +9,10 @@ import pytest
 
 from srpo_verl.data import sciknoweval, tooluse
 from srpo_verl.data.parquet import VERL_COLUMNS
+from srpo_verl.jsonl import load_jsonl
 from srpo_verl.rewards import compute_score
 
 REPO = Path(__file__).resolve().parents[2]
-SPLITS_ROOT = REPO.parent / "shared" / "data" / "sdpo_splits"
 PAPER_COUNTS = {"chemistry": (1890, 210), "physics": (720, 80), "biology": (450, 50), "material": (841, 94)}
 
 
@@ -26,22 +26,10 @@ def _load_script(name):
 
 
 @pytest.fixture(scope="module")
-def splits_root():
-    if not SPLITS_ROOT.is_dir():
-        pytest.fail(f"the SDPO split files are expected at {SPLITS_ROOT} (<repo>/../shared/data/sdpo_splits); "
-                    "CI provides them, locally copy them there")
-    return SPLITS_ROOT
-
-
-@pytest.fixture(scope="module")
 def prepared_sciknoweval(splits_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("sciknoweval")
     assert _load_script("prepare_sciknoweval").main(["--local", str(splits_root), "--out", str(out)]) == 0
     return out
-
-
-def _jsonl(path):
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _check_verl_schema(frame, data_source, split):
@@ -62,7 +50,7 @@ def test_sciknoweval_parquet_counts_schema_and_verbatim_prompts(task, splits_roo
         frame = pd.read_parquet(prepared_sciknoweval / task / f"{split}.parquet")
         assert len(frame) == expected
         _check_verl_schema(frame, "sciknoweval", split)
-        source_rows = _jsonl(splits_root / "sciknoweval" / task / f"{split}.json")
+        source_rows = load_jsonl(splits_root / "sciknoweval" / task / f"{split}.json")
         for row, source in zip(frame.itertuples(index=False), source_rows):
             system, user = list(row.prompt)
             assert system == {"role": "system", "content": source["system"]}
@@ -179,7 +167,7 @@ def test_hf_formatting_and_split_reproduce_the_sdpo_rows(task, splits_root):
     must drop, and run the from-HF path: it must give back the SDPO train/test rows exactly, in order."""
     by_idx = {}
     for split in ("train", "test"):
-        for row in _jsonl(splits_root / "sciknoweval" / task / f"{split}.json"):
+        for row in load_jsonl(splits_root / "sciknoweval" / task / f"{split}.json"):
             by_idx[row["idx"]] = row
     hf_rows = []
     for idx in sorted(by_idx):
@@ -202,8 +190,8 @@ def test_hf_formatting_and_split_reproduce_the_sdpo_rows(task, splits_root):
 @pytest.mark.parametrize("task, n_rows", [("chemistry", 2100), ("physics", 800), ("biology", 500), ("material", 935)])
 def test_datasets_90_10_seed_42_split_matches_the_sdpo_files(task, n_rows, splits_root):
     train, test = sciknoweval.split_train_test(n_rows)
-    assert train == [row["idx"] for row in _jsonl(splits_root / "sciknoweval" / task / "train.json")]
-    assert test == [row["idx"] for row in _jsonl(splits_root / "sciknoweval" / task / "test.json")]
+    assert train == [row["idx"] for row in load_jsonl(splits_root / "sciknoweval" / task / "train.json")]
+    assert test == [row["idx"] for row in load_jsonl(splits_root / "sciknoweval" / task / "test.json")]
 
 
 def test_from_hf_offline_fails_with_a_clear_message(monkeypatch):
@@ -226,7 +214,7 @@ def test_tooluse_test_split_counts_schema_and_default_system_prompt(splits_root,
     frame = pd.read_parquet(tmp_path / "tooluse" / "test.parquet")
     assert len(frame) == 68
     _check_verl_schema(frame, "tooluse", "test")
-    source_rows = _jsonl(splits_root / "tooluse" / "test.json")
+    source_rows = load_jsonl(splits_root / "tooluse" / "test.json")
     for row, source in zip(frame.itertuples(index=False), source_rows):
         assert list(row.prompt) == [{"role": "system", "content": tooluse.SRPO_SYSTEM_PROMPT},
                                     {"role": "user", "content": source["prompt"]}]
@@ -250,7 +238,7 @@ def test_tooluse_missing_train_split_names_the_way_out(splits_root, tmp_path, ca
 def _write_small_tooluse_tree(root, splits_root, n_train=5):
     """A train file in the SDPO format (rows derived from real test rows) next to the real test file."""
     (root / "tooluse").mkdir(parents=True)
-    test_rows = _jsonl(splits_root / "tooluse" / "test.json")
+    test_rows = load_jsonl(splits_root / "tooluse" / "test.json")
     train_rows = [dict(row, idx=i) for i, row in enumerate(test_rows[:n_train])]
     (root / "tooluse" / "train.json").write_text("".join(json.dumps(r) + "\n" for r in train_rows), encoding="utf-8")
     (root / "tooluse" / "test.json").write_text((splits_root / "tooluse" / "test.json").read_text(encoding="utf-8"))

@@ -8,24 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from srpo_verl.jsonl import load_jsonl
 from srpo_verl.rewards import RESULT_KEYS, compute_score
 from srpo_verl.rewards.tooluse import format_calls, parse_gold, parse_tool_calls
 
 REPO = Path(__file__).resolve().parents[2]
-SPLITS_ROOT = REPO.parent / "shared" / "data" / "sdpo_splits"
 SCIKNOWEVAL_TASKS = ("chemistry", "physics", "biology", "material")
-
-
-@pytest.fixture(scope="module")
-def splits_root():
-    if not SPLITS_ROOT.is_dir():
-        pytest.fail(f"the SDPO split files are expected at {SPLITS_ROOT} (<repo>/../shared/data/sdpo_splits); "
-                    "CI provides them, locally copy them there")
-    return SPLITS_ROOT
-
-
-def _rows(path):
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _mcq_completion(letter):
@@ -39,7 +27,7 @@ def test_every_sciknoweval_gold_answer_written_as_asked_scores_one(splits_root):
     scored = 0
     for task in SCIKNOWEVAL_TASKS:
         for split in ("train", "test"):
-            for row in _rows(splits_root / "sciknoweval" / task / f"{split}.json"):
+            for row in load_jsonl(splits_root / "sciknoweval" / task / f"{split}.json"):
                 result = compute_score("sciknoweval", _mcq_completion(row["answer"]), row["answer"])
                 assert (result["score"], result["format_ok"], result["pred"]) == (1.0, True, row["answer"]), row["idx"]
                 wrong = "B" if row["answer"] == "A" else "A"
@@ -105,7 +93,7 @@ def test_mcq_feedback_is_opt_in_and_never_names_the_gold_letter():
 # ---- tool use -----------------------------------------------------------------------------------------------------
 
 def _tool_rows(splits_root):
-    return _rows(splits_root / "tooluse" / "test.json")
+    return load_jsonl(splits_root / "tooluse" / "test.json")
 
 
 def test_every_tooluse_test_gold_answer_written_in_the_prompt_format_scores_one(splits_root):
