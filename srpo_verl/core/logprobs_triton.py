@@ -20,6 +20,8 @@ import torch
 import triton
 import triton.language as tl
 
+from srpo_verl.core.logprobs import _rows_of
+
 FORWARD_BLOCK = 2048
 BACKWARD_BLOCK = 2048
 NUM_WARPS = 8
@@ -129,10 +131,6 @@ def dense_grad(
     )
 
 
-def _select(logits: torch.Tensor, rows: torch.Tensor | None, start: int, stop: int) -> torch.Tensor:
-    return logits[start:stop] if rows is None else logits.index_select(0, rows[start:stop])
-
-
 def _logits_at(logits: torch.Tensor, rows: torch.Tensor | None, ids: torch.Tensor) -> torch.Tensor:
     """logits[row_m, ids[m, k]] as [M, K] without copying any whole row."""
     if rows is None:
@@ -166,7 +164,7 @@ class FusedLogProbs(torch.autograd.Function):
             ids = torch.empty(count, k, dtype=torch.long, device=logits.device)
             for start in range(0, count, chunk_size):  # bounds torch.topk's own scratch to one chunk of rows
                 stop = min(start + chunk_size, count)
-                torch.topk(_select(logits, rows, start, stop), k, dim=-1, out=(picked[start:stop], ids[start:stop]))
+                torch.topk(_rows_of(logits, rows, start, stop), k, dim=-1, out=(picked[start:stop], ids[start:stop]))
         else:
             picked = _logits_at(logits, rows, ids)
         logp = picked.float().div_(temperature).sub_(log_partition.unsqueeze(-1))
