@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 REPROMPT_TEMPLATE = "{prompt}{solution}{feedback}\n\nCorrectly solve the original question."
 SOLUTION_TEMPLATE = "\nCorrect solution:\n\n{successful_previous_attempt}"
@@ -48,12 +48,13 @@ def strip_thinking(text: str) -> str:
 
 
 def demonstration_texts(
-    response_texts: Sequence[str], demo_index: Sequence[int], remove_thinking: bool = True
+    response_texts: Sequence[str] | Mapping[int, str], demo_index: Sequence[int], remove_thinking: bool = True
 ) -> list[str | None]:
     """The demonstration for each sample: the decoded response of its ``demo_index`` sibling, or None (index −1).
 
     Args:
-        response_texts: B decoded responses (special tokens skipped), in the same order as the routing.
+        response_texts: B decoded responses (special tokens skipped), in the same order as the routing, or a
+            mapping from batch index to text holding at least the indices in ``demo_index``.
         demo_index: B indices from :func:`srpo_verl.core.route_samples` (a tensor or a list).
         remove_thinking: strip ``<think>`` blocks (the SDPO default ``remove_thinking_from_demonstration``).
     """

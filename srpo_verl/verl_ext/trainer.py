@@ -31,7 +31,7 @@ from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
 from verl.utils.debug import marked_timer
 
 from srpo_verl.core.teacher_prompt import demonstration_texts, select_teacher_context, tokenize_teacher_prompt
-from srpo_verl.core.weights import entropy_weight_stats, entropy_weights
+from srpo_verl.core.weights import entropy_weights
 from srpo_verl.verl_ext import loss as L
 from srpo_verl.verl_ext.config import validate_run_config
 from srpo_verl.verl_ext.layout import pack_response_field, route_batch, to_jagged
@@ -130,10 +130,9 @@ class SRPOTrainer(PPOTrainerSync):
         decoded = {j: self.tokenizer.decode(responses[j], skip_special_tokens=True) for j in demo_rows}
         chat_kwargs = OmegaConf.to_container(self.config.data.get("apply_chat_template_kwargs", {}) or {})
         prompt_ids, truncated = [], 0
-        for i in rows:
-            demo = int(route.demo_index[i])
-            demo = demonstration_texts([decoded.get(demo, "")], [demo if demo < 0 else 0],
-                                       self.srpo.remove_thinking_from_demonstration)[0]
+        demos = demonstration_texts(decoded, [int(route.demo_index[i]) for i in rows],
+                                    self.srpo.remove_thinking_from_demonstration)
+        for i, demo in zip(rows, demos):
             solution, feedback = select_teacher_context(
                 demo, feedbacks[i], self.srpo.include_environment_feedback,
                 self.srpo.environment_feedback_only_without_solution,
@@ -209,8 +208,7 @@ class SRPOTrainer(PPOTrainerSync):
             entropy_full[i] = ent.float()
         sdpo_mask = [masks[i].bool() & bool(distill[i]) for i in range(len(batch))]
         entropy_cat, mask_cat = torch.cat(entropy_full), torch.cat(sdpo_mask)
-        w_sum, w_count = entropy_weight_stats(entropy_cat, mask_cat, self.srpo.dw_beta)
-        weights = entropy_weights(entropy_cat, mask_cat, self.srpo.dw_beta, weight_sum=w_sum, weight_count=w_count)
+        weights = entropy_weights(entropy_cat, mask_cat, self.srpo.dw_beta)  # mean 1 over every SDPO token of the step
 
         batch = self._put(
             batch,
