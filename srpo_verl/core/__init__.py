@@ -6,7 +6,12 @@ these and nothing else does the maths.
 
 from srpo_verl.core.advantages import group_advantages
 from srpo_verl.core.divergence import add_tail_bucket, distill_divergence, log1mexp
-from srpo_verl.core.logprobs import DEFAULT_CHUNK_SIZE, gather_logprobs_with_entropy, topk_logprobs_with_entropy
+from srpo_verl.core.logprobs import (
+    DEFAULT_CHUNK_SIZE,
+    gather_logprobs_with_entropy,
+    topk_logprobs_with_entropy,
+    topk_token_ids,
+)
 from srpo_verl.core.losses import (
     LOSS_AGG_MODES,
     METHOD_ROUTE_MODE,
@@ -81,4 +86,5 @@ __all__ = [
     "tokenize_teacher_prompt",
     "topk_distribution",
     "topk_logprobs_with_entropy",
+    "topk_token_ids",
 ]

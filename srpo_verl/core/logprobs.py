@@ -64,9 +64,25 @@ def _rows_of(logits: torch.Tensor, rows: torch.Tensor | None, start: int, stop: 
     return logits[start:stop] if rows is None else logits.index_select(0, rows[start:stop])
 
 
+def chunked_topk(
+    logits: torch.Tensor, rows: torch.Tensor | None, k: int, chunk_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values in the logits' dtype, ids) of the k largest raw logits of the selected rows, [M, k] each, computed
+    ``chunk_size`` rows at a time so that ``torch.topk``'s scratch (and a row-selection copy) stays one chunk."""
+    count = logits.shape[0] if rows is None else rows.shape[0]
+    values = torch.empty(count, k, dtype=logits.dtype, device=logits.device)
+    ids = torch.empty(count, k, dtype=torch.long, device=logits.device)
+    for start in range(0, count, chunk_size):
+        stop = min(start + chunk_size, count)
+        torch.topk(_rows_of(logits, rows, start, stop), k, dim=-1, out=(values[start:stop], ids[start:stop]))
+    return values, ids
+
+
 class _ChunkedLogProbs(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, rows, ids, k, temperature, chunk_size):
+        # An output that is not used (usually the entropy) gets None in the backward, not a zero tensor to test.
+        ctx.set_materialize_grads(False)
         count = logits.shape[0] if rows is None else rows.shape[0]
         width = k if ids is None else ids.shape[-1]
         logp = torch.empty(count, width, dtype=torch.float32, device=logits.device)
@@ -103,7 +119,7 @@ class _ChunkedLogProbs(torch.autograd.Function):
             buf.sub_(log_partition[start:stop].unsqueeze(-1)).clamp_(min=-1e4)
             g_k = grad_logp[start:stop] if grad_logp is not None else None
             g_sum = g_k.sum(dim=-1, keepdim=True) if g_k is not None else 0.0
-            if grad_entropy is not None and bool((grad_entropy[start:stop] != 0).any()):
+            if grad_entropy is not None:
                 g_h = grad_entropy[start:stop].unsqueeze(-1)
                 coeff = buf.add(entropy[start:stop].unsqueeze(-1)).mul_(g_h).add_(g_sum)  # second buffer
                 buf.exp_().mul_(coeff).neg_()
@@ -210,6 +226,30 @@ def topk_logprobs_with_entropy(
     function = _autograd_function(backend, flat)
     logp, ids, entropy = function.apply(flat, rows, None, k, float(temperature), int(chunk_size))
     return logp.reshape(*lead, k), ids.reshape(*lead, k), entropy.reshape(lead)
+
+
+def topk_token_ids(
+    logits: torch.Tensor, k: int, chunk_size: int = DEFAULT_CHUNK_SIZE, rows: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The ids of the k most likely tokens per row, without log-probs or entropy (the π_old pass needs only these).
+
+    Dividing by a temperature T > 0 keeps the order, so the raw logits are ranked; no fp32 copy is made.
+
+    Args:
+        logits: [..., V]; k: 1 ≤ k ≤ V; chunk_size, rows: as in :func:`topk_logprobs_with_entropy`.
+
+    Returns:
+        long [..., k] (or [M, k] with ``rows``), in descending order of the logits.
+    """
+    _check(1.0, chunk_size)
+    flat, lead = _flatten(logits)
+    if not 1 <= k <= flat.shape[-1]:
+        raise ValueError(f"k must be in [1, V={flat.shape[-1]}], got {k}")
+    if rows is not None:
+        lead = (rows.shape[0],)
+    with torch.no_grad():
+        _, ids = chunked_topk(flat, rows, k, chunk_size)
+    return ids.reshape(*lead, k)
 
 
 def gather_logprobs_with_entropy(

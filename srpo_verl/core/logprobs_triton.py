@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from srpo_verl.core.logprobs import _rows_of
+from srpo_verl.core.logprobs import chunked_topk
 
 FORWARD_BLOCK = 2048
 BACKWARD_BLOCK = 2048
@@ -155,16 +155,12 @@ class FusedLogProbs(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, rows, ids, k, temperature, chunk_size):
+        ctx.set_materialize_grads(False)  # an unused output's gradient is None, not zeros
         if logits.stride(-1) != 1:
             logits = logits.contiguous()
         log_partition, entropy = row_stats(logits, rows, temperature)
         if ids is None:
-            count = log_partition.shape[0]
-            picked = torch.empty(count, k, dtype=logits.dtype, device=logits.device)
-            ids = torch.empty(count, k, dtype=torch.long, device=logits.device)
-            for start in range(0, count, chunk_size):  # bounds torch.topk's own scratch to one chunk of rows
-                stop = min(start + chunk_size, count)
-                torch.topk(_rows_of(logits, rows, start, stop), k, dim=-1, out=(picked[start:stop], ids[start:stop]))
+            picked, ids = chunked_topk(logits, rows, k, chunk_size)
         else:
             picked = _logits_at(logits, rows, ids)
         logp = picked.float().div_(temperature).sub_(log_partition.unsqueeze(-1))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from srpo_verl.core.logprobs import gather_logprobs_with_entropy, topk_logprobs_with_entropy
+from srpo_verl.core.logprobs import gather_logprobs_with_entropy, topk_token_ids
 from srpo_verl.core.losses import distillation_token_loss, routed_policy_loss
 from srpo_verl.verl_ext.config import SRPOSettings
 from srpo_verl.verl_ext.layout import response_positions, select_rows
@@ -81,8 +81,7 @@ def logits_processor(settings: SRPOSettings, student_logits: torch.Tensor, data)
         rows = distilled_rows(data)
         picked = positions[select_rows(response_lens, rows).to(logits.device)]
         k = int(_non_tensor(data, TOPK, settings.topk))
-        with torch.no_grad():
-            _, ids, _ = topk_logprobs_with_entropy(logits, k, chunk_size=chunk, backend=backend, rows=picked)
+        ids = topk_token_ids(logits, k, chunk_size=chunk, rows=picked)
         full = _scatter_rows(ids, picked, total)
         return {topk_output_key(i): full[:, i].unsqueeze(0) for i in range(k)}
 

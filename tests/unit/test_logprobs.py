@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from srpo_verl.core import gather_logprobs_with_entropy, topk_logprobs_with_entropy
+from srpo_verl.core import gather_logprobs_with_entropy, topk_logprobs_with_entropy, topk_token_ids
 
 
 def naive(logits, temperature):
@@ -129,3 +129,17 @@ def test_empty_row_selection():
     assert logp.shape == (0, 3) and entropy.shape == (0,)
     top, ids, _ = topk_logprobs_with_entropy(logits, k=2, rows=empty)
     assert top.shape == (0, 2) and ids.shape == (0, 2)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 64])
+def test_topk_token_ids_rank_raw_logits_of_selected_rows(chunk_size):
+    logits = torch.tensor([[0.1, 2.0, -1.0, 0.5], [3.0, -2.0, 1.0, 2.5], [0.0, 0.2, 0.4, -0.1]])
+    assert topk_token_ids(logits, 2, chunk_size=chunk_size).tolist() == [[1, 3], [0, 3], [2, 1]]
+    rows = torch.tensor([2, 0])
+    assert topk_token_ids(logits, 3, chunk_size=chunk_size, rows=rows).tolist() == [[2, 1, 0], [1, 3, 0]]
+    batched = make_logits((2, 5, 40), seed=9)
+    _, expected, _ = topk_logprobs_with_entropy(batched, k=7, temperature=0.6, chunk_size=chunk_size)
+    assert torch.equal(topk_token_ids(batched, 7, chunk_size=chunk_size), expected)
+    assert topk_token_ids(logits, 2, rows=torch.zeros(0, dtype=torch.long)).shape == (0, 2)
+    with pytest.raises(ValueError, match="k must be"):
+        topk_token_ids(logits, 5)
