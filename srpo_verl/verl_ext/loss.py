@@ -57,9 +57,13 @@ def _non_tensor(data, key, default=None):
 def distilled_rows(data) -> torch.Tensor:
     """bool [b]: rows of the micro-batch routed to self-distillation (from the per-token ``srpo_distill_mask``)."""
     mask = data[DISTILL_MASK]
-    return torch.stack([row.amax() > 0 if row.numel() else torch.tensor(False) for row in mask.unbind()]).to(
-        torch.bool
+    values = mask.values()
+    lengths = _lengths(mask).to(values.device)
+    row_of_token = torch.repeat_interleave(
+        torch.arange(lengths.numel(), device=values.device), lengths, output_size=values.numel()
     )
+    hits = torch.zeros(lengths.numel(), device=values.device).index_add_(0, row_of_token, (values > 0).float())
+    return hits > 0
 
 
 def _scatter_rows(values: torch.Tensor, positions: torch.Tensor, total: int) -> torch.Tensor:
