@@ -7,7 +7,7 @@ only the actor, and checkpoints hold only the actor, so the teacher lives here (
   * ``compute_log_prob``: in the ``old`` phase also returns the student's top-K ids of the distilled rows;
   * ``update_actor``: turns on the logits processor when the batch carries SRPO fields;
   * ``compute_teacher_topk``: teacher log-probs at the student's ids + teacher entropy, on a compact teacher batch;
-  * ``ema_update_teacher``, ``save_teacher``, ``load_teacher``, ``teacher_checksum``.
+  * ``ema_update_teacher``, ``save_teacher``, ``load_teacher``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from verl.single_controller.base.decorator import Dispatch, make_nd_compute_data
 from verl.trainer.config.config import CheckpointConfig
 from verl.utils import tensordict_utils as tu
 from verl.utils.config import omega_conf_to_dataclass
-from verl.workers.config import ActorConfig, HFModelConfig
+from verl.workers.config import ActorConfig, HFModelConfig, MtpConfig
 from verl.workers.engine_workers import ActorRolloutRefWorker, TrainingWorker, TrainingWorkerConfig
 
 from srpo_verl.verl_ext import loss as srpo_loss_module
@@ -102,6 +102,7 @@ class SRPOWorker(ActorRolloutRefWorker):
         teacher_config: ActorConfig = omega_conf_to_dataclass(ref)
         model_config: HFModelConfig = omega_conf_to_dataclass(self.config.model)
         teacher_config.model_config = deepcopy(model_config)
+        teacher_config.model_config.mtp = MtpConfig(enable=False)  # as verl's reference: no multi-token prediction
         training_config = TrainingWorkerConfig(
             model_type=teacher_config.model_config.get("model_type", "language_model"),
             model_config=teacher_config.model_config,
@@ -152,7 +153,9 @@ class SRPOWorker(ActorRolloutRefWorker):
     def compute_teacher_topk(self, data: TensorDict) -> TensorDict:
         """Teacher log-probs at the student's stored ids and the teacher's entropy, in the response frame."""
         k = data[srpo_loss_module.QUERY_IDS].values().shape[-1]
-        tu.assign_non_tensor(data, distillation_use_topk=True, compute_loss=True, calculate_entropy=False)
+        # distillation_only: the engine skips the sampled-token log-probs over the teacher batch (nothing reads them)
+        tu.assign_non_tensor(data, distillation_use_topk=True, compute_loss=True, calculate_entropy=False,
+                             distillation_only=True)
         engine_config = self.teacher.engine_config
         if not engine_config.use_dynamic_bsz:
             # the compact teacher batch is padded only to the DP size: use the largest micro-batch that divides it
@@ -179,7 +182,7 @@ class SRPOWorker(ActorRolloutRefWorker):
     def ema_update_teacher(self, rate: float) -> float:
         """θ_T ← (1 − rate)·θ_T + rate·θ on this rank's shards (fp32; the teacher is CPU-offloaded, so the
         actor shard is copied to it). Returns the largest |Δθ_T| on this rank."""
-        largest = 0.0
+        largest = []  # per-parameter max |Δ| as tensors: one host sync at the end, not one per parameter
         with torch.no_grad():
             teacher_params = dict(self._teacher_module().named_parameters())
             for name, actor_param in self.actor.engine.module.named_parameters():
@@ -189,8 +192,9 @@ class SRPOWorker(ActorRolloutRefWorker):
                 source = _local(actor_param.data).to(device=target.device, dtype=target.dtype)
                 delta = (source - target).mul_(rate)
                 target.add_(delta)
-                largest = max(largest, float(delta.abs().max()) if delta.numel() else 0.0)
-        return largest
+                if delta.numel():
+                    largest.append(delta.abs().max())
+        return float(torch.stack(largest).max()) if largest else 0.0
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def save_teacher(self, local_path: str, global_step: int):
@@ -200,8 +204,3 @@ class SRPOWorker(ActorRolloutRefWorker):
     def load_teacher(self, local_path: str):
         self.teacher.load_checkpoint(local_path, None, False)
 
-    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
-    def teacher_checksum(self) -> float:
-        """Σ of this rank's teacher shards in float64 (resume checks)."""
-        with torch.no_grad():
-            return float(sum(_local(p.data).double().sum() for p in self._teacher_module().parameters()))
