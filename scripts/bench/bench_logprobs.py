@@ -23,12 +23,11 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
-import time
 
 import torch
+from timing import median_seconds
 
 QWEN3_VOCAB = 151_936
 PASSES = ("student", "teacher", "backward")
@@ -70,21 +69,8 @@ def run_case(case: str, logits: torch.Tensor, ids: torch.Tensor, k: int, chunk: 
     return leaf.grad
 
 
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
 def time_case(case, logits, ids, k, chunk, device, repeats) -> float:
-    run_case(case, logits, ids, k, chunk)  # warm-up
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run_case(case, logits, ids, k, chunk)
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_seconds(lambda: run_case(case, logits, ids, k, chunk), device, repeats)
 
 
 def cuda_extra_peak(case, logits, ids, k, chunk) -> int:
@@ -149,8 +135,10 @@ def main() -> None:
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({os.cpu_count()} cores)"
     print(f"device: {device_name}   torch {torch.__version__}   V={args.vocab}   k={args.k}   chunk={args.chunk} rows "
           f"(budget chunk×V×4 = {budget / 2**20:.0f} MiB)   logits dtype {args.dtype}")
+    from srpo_verl.core.logprobs import resolve_backend
+
     backends = ["chunked"]
-    if args.device == "cuda" and triton_available():
+    if args.device == "cuda" and resolve_backend("auto", torch.empty(0, 1, device="cuda")) == "triton":
         backends.append("triton")
     header = (f"{'N':>6} {'pass':<9} {'backend':<8} {'ms':>9} {'plain ms':>9} {'speed ×':>8} "
               f"{'extra MiB':>10} {'plain extra MiB':>16} {'≤ 1.1 budget':>13}")
@@ -181,13 +169,6 @@ def extra_peak(args, case: str, logits: torch.Tensor, ids: torch.Tensor) -> int:
         return cuda_extra_peak(case, logits, ids, args.k, args.chunk)
     return cpu_extra_peak(args, case)
 
-
-def triton_available() -> bool:
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 if __name__ == "__main__":
     main()

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import torch
+from timing import median_seconds
 
 
 def build(rows: int, length: int, vocab: int, k: int, routed_frac: float, device: str, dtype: torch.dtype):
@@ -89,20 +88,6 @@ def srpo_step(b, chunk: int, backend: str) -> None:
     out.loss.backward()
 
 
-def timed(fn, device: str, repeats: int) -> float:
-    fn()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -136,8 +121,8 @@ def main() -> None:
     print("-" * len(header))
     for frac in args.fractions:
         b = build(args.rows, args.length, args.vocab, args.k, frac, args.device, dtype)
-        t_verl = timed(lambda: grpo_step(b), args.device, args.repeats)
-        t_srpo = timed(lambda: srpo_step(b, args.chunk, args.backend), args.device, args.repeats)
+        t_verl = median_seconds(lambda: grpo_step(b), args.device, args.repeats)
+        t_srpo = median_seconds(lambda: srpo_step(b, args.chunk, args.backend), args.device, args.repeats)
         print(f"{frac:>11.2f} {t_verl * 1e3:>13.1f} {t_srpo * 1e3:>9.1f} {t_srpo / t_verl:>12.2f}")
     print(f"GRPO = {reference}. Both include the log-prob pass from the logits and the backward into them; SRPO adds the top-K gather "
           "+ JSD on routed rows only.")

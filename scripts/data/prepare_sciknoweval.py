@@ -53,7 +53,7 @@ def main(argv=None) -> int:
                 source = f"{args.local}/sciknoweval/{task}"
             else:
                 rows = sciknoweval.rows_from_hf(task, sciknoweval.load_hf_rows(task))
-                source = f"hf://{sciknoweval.HF_DATASET}/{sciknoweval.HF_CONFIGS[task]}"
+                source = sciknoweval.hf_source(task)
             expected = None if args.no_count_check else sciknoweval.EXPECTED_COUNTS[task]
             written[task] = write_task_splits(task, rows, args.out, expected, source)
     except (SplitError, RuntimeError) as err:

@@ -44,7 +44,7 @@ USER_SUFFIX = "\nPlease reason step by step."
 DESCRIPTION_SUFFIX = " The solution will be evaluated in a mcq environment."
 
 
-def split_row_to_verl(path: Path, line_number: int, row: dict, task: str, split: str, index: int) -> dict:
+def split_row_to_verl(path: Path | str, line_number: int, row: dict, task: str, split: str, index: int) -> dict:
     """A validated SDPO split row → a verl row. Prompt texts are used verbatim (no stripping)."""
     question = require_field(path, line_number, row, "prompt", str)
     system = require_field(path, line_number, row, "system", str)
@@ -120,12 +120,17 @@ def load_hf_rows(task: str) -> list[dict]:
         ) from err
 
 
+def hf_source(task: str) -> str:
+    """How messages name the Hugging Face source of one task (a string: a Path would collapse the ``//``)."""
+    return f"hf://{HF_DATASET}/{HF_CONFIGS[task]}"
+
+
 def rows_from_hf(task: str, hf_rows: list[dict]) -> dict[str, list[dict]]:
     """Filter, number, split and convert the HF rows of one task into verl rows by split."""
     selected = [row for row in hf_rows if is_l3_mcq(row)]
     split_rows = [hf_row_to_split_row(row, idx) for idx, row in enumerate(selected)]
     train_positions, test_positions = split_train_test(len(split_rows))
-    source = Path(f"hf://{HF_DATASET}/{HF_CONFIGS[task]}")
+    source = hf_source(task)
     out = {}
     for split, positions in (("train", train_positions), ("test", test_positions)):
         out[split] = [split_row_to_verl(source, split_rows[pos]["idx"] + 1, split_rows[pos], task, split, index)

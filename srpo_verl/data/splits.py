@@ -30,15 +30,14 @@ def read_jsonl(path: Path) -> list[tuple[int, dict]]:
     return rows
 
 
-def require_field(path: Path, line_number: int, row: dict, field: str, kind: type | tuple, allow_empty=False):
-    """`row[field]`, checked to be present, of type `kind` and (for strings) non-blank unless `allow_empty`."""
+def require_field(path: Path | str, line_number: int, row: dict, field: str, kind: type):
+    """`row[field]`, checked to be present, of type `kind` and (for strings) not blank."""
     if field not in row:
         raise SplitError(f"{path}:{line_number}: field {field!r} is missing")
     value = row[field]
     # bool is an int subclass; an index of `true` is a bug, not a number.
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, (int,))):
-        expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise SplitError(f"{path}:{line_number}: field {field!r} must be {expected}, got {value!r:.80}")
-    if isinstance(value, str) and not allow_empty and not value.strip():
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise SplitError(f"{path}:{line_number}: field {field!r} must be {kind.__name__}, got {value!r:.80}")
+    if isinstance(value, str) and not value.strip():
         raise SplitError(f"{path}:{line_number}: field {field!r} is empty")
     return value

@@ -15,7 +15,6 @@ repeats steps): records are merged per step, later records overriding earlier va
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,24 +131,21 @@ def load_run(path: Path) -> RunLog:
         return RunLog(read_console(path), [path], "console")
     if not path.is_dir():
         raise FileNotFoundError(f"run log not found: {path}")
-    jsonl_files = sorted(p for p in path.glob("*.jsonl"))
+    jsonl_files = sorted(path.glob("*.jsonl"))
     if jsonl_files:
-        steps: StepMetrics = {}
-        for file in jsonl_files:
-            for step, metrics in read_jsonl(file).items():
-                _merge(steps, step, metrics)
-        return RunLog(steps, jsonl_files, "jsonl")
+        return RunLog(_merged_files(read_jsonl, jsonl_files), jsonl_files, "jsonl")
     if any(path.rglob("events.out.tfevents.*")):
         return RunLog(read_tensorboard(path), [path], "tensorboard")
     console_files = sorted(path.glob("*.log"))
     if console_files:
-        steps = {}
-        for file in console_files:
-            for step, metrics in read_console(file).items():
-                _merge(steps, step, metrics)
-        return RunLog(steps, console_files, "console")
+        return RunLog(_merged_files(read_console, console_files), console_files, "console")
     raise FileNotFoundError(f"{path}: no *.jsonl, TensorBoard events or *.log console files")
 
 
-def is_finite(value: float) -> bool:
-    return not (math.isnan(value) or math.isinf(value))
+def _merged_files(reader, files: list[Path]) -> StepMetrics:
+    """The steps of every file (read with ``reader``), merged by step in the files' order."""
+    steps: StepMetrics = {}
+    for file in files:
+        for step, metrics in reader(file).items():
+            _merge(steps, step, metrics)
+    return steps

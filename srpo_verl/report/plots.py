@@ -11,8 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from srpo_verl.report.table import (
-    SAVE_TIME_KEY,
-    STEP_TIME_KEY,
     TASK_ORDER,
     METHOD_ORDER,
     RunEntry,
@@ -65,7 +63,7 @@ def plot_runs(entries: list[RunEntry], out_path: Path, smooth: int = 1, val_sour
             axes[row][col].set_title(f"{task}: {title}", fontsize=9)
         missing = {col: [] for col in range(len(PANELS))}
         for entry in (e for e in entries if e.task == task):
-            name = f"{entry.method}/{entry.task} ({entry.path})"
+            name = entry.name
             colour = colours[entry.method]
             seconds = training_seconds(entry.log, name)
             hours = {step: t / 3600.0 for step, t in seconds.items()}
@@ -81,8 +79,7 @@ def plot_runs(entries: list[RunEntry], out_path: Path, smooth: int = 1, val_sour
                                   color=colour, label=entry.method)
             else:
                 missing[1].append(entry.method)
-            step_seconds = {s: m[STEP_TIME_KEY] - m.get(SAVE_TIME_KEY, 0.0)
-                            for s, m in entry.log.steps.items() if s >= 1 and STEP_TIME_KEY in m}
+            step_seconds = {s: t - seconds.get(s - 1, 0.0) for s, t in seconds.items()}
             xs = sorted(step_seconds)
             axes[row][2].plot(xs, _rolling_mean([step_seconds[s] for s in xs], smooth), color=colour,
                               label=entry.method)

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from srpo_verl.report.logs import RunLog, is_finite, load_run
+from srpo_verl.report.logs import RunLog, load_run
 
 STEP_TIME_KEY = "timing_s/step"
 SAVE_TIME_KEY = "timing_s/save_checkpoint"
@@ -111,7 +111,7 @@ def best_within(values: dict[int, float], position: dict[int, float], limit: flo
     """Highest finite value among steps k ≥ 1 with position[k] ≤ limit, as (value, step); earliest step on ties."""
     best = None
     for step in sorted(values):
-        if step < 1 or step not in position or position[step] > limit or not is_finite(values[step]):
+        if step < 1 or step not in position or position[step] > limit or not math.isfinite(values[step]):
             continue
         if best is None or values[step] > best[0]:
             best = (values[step], step)
@@ -134,6 +134,11 @@ class RunEntry:
     task: str
     log: RunLog
     path: Path
+
+    @property
+    def name(self) -> str:
+        """How errors and tables name this run."""
+        return f"{self.method}/{self.task} ({self.path})"
 
 
 @dataclass
@@ -179,7 +184,7 @@ def build_table(entries: list[RunEntry], windows: list[Window], axis: str, val_s
         if key in seen:
             raise ValueError(f"two runs for method {entry.method} on task {entry.task}: {seen[key]} and {entry.path}")
         seen[key] = entry.path
-        name = f"{entry.method}/{entry.task} ({entry.path})"
+        name = entry.name
         val_key = validation_key(entry.log, name, val_source)
         val_n.add(int(VAL_KEY.match(val_key).group("n")))
         accuracy = entry.log.series(val_key)
@@ -190,7 +195,7 @@ def build_table(entries: list[RunEntry], windows: list[Window], axis: str, val_s
             best = best_within(accuracy, position, window.limit)
             row.append(None if best is None else best[0])
         cells.setdefault(entry.method, {})[entry.task] = row
-        if 0 in accuracy and is_finite(accuracy[0]):
+        if 0 in accuracy and math.isfinite(accuracy[0]):
             base_values.setdefault(entry.task, []).append(accuracy[0])
     tasks = _ordered({e.task for e in entries}, TASK_ORDER)
     base = {t: (sum(base_values[t]) / len(base_values[t]) if t in base_values else None) for t in tasks}
@@ -201,7 +206,7 @@ def step_time_table(entries: list[RunEntry], windows: list[Window]) -> dict[str,
     """Mean training seconds per step within each time window, averaged over a method's tasks (spec §3.4)."""
     per_method: dict[str, list[list[float]]] = {}
     for entry in entries:
-        seconds = training_seconds(entry.log, f"{entry.method}/{entry.task} ({entry.path})")
+        seconds = training_seconds(entry.log, entry.name)
         slots = per_method.setdefault(entry.method, [[] for _ in windows])
         for i, window in enumerate(windows):
             value = mean_step_seconds_within(seconds, window.limit)

@@ -106,10 +106,7 @@ def parse_tool_calls(text: str) -> ParsedCalls:
             continue
         if pending_name is None:
             return ParsedCalls(tuple(calls), False, "Action Input without a preceding Action")
-        try:
-            arguments, problem = _decode_object(text, marker.end())
-        except RecursionError:
-            arguments, problem = None, "nested too deeply"
+        arguments, problem = _decode_object(text, marker.end())
         if problem:
             return ParsedCalls(tuple(calls), False, f"Action Input of {clip_for_log(pending_name, 40)!r} {problem}")
         calls.append(ToolCall(pending_name, arguments))
