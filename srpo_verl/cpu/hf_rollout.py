@@ -190,7 +190,10 @@ class HFServer:
         prompt_ids = [int(t) for t in prompt_ids]
         params = dict(sampling_params)
         want_logprobs = bool(params.pop("logprobs", False))
-        params.pop("ignore_eos", None)
+        if bool(params.pop("ignore_eos", self.config.ignore_eos)) != bool(self.config.ignore_eos):
+            # stop tokens are set per server from actor_rollout_ref.rollout.ignore_eos, not per request
+            raise NotImplementedError("hf rollout: a per-request ignore_eos that differs from "
+                                      f"actor_rollout_ref.rollout.ignore_eos={self.config.ignore_eos} is not supported")
         max_tokens = resolve_max_tokens(
             params, len(prompt_ids), self.config.prompt_length, self.config.response_length, self.config.max_model_len
         )

@@ -99,12 +99,11 @@ def sample_token(logits: torch.Tensor, spec: SamplingSpec, generator: torch.Gene
             f"use one of {SUPPORTED_LOGPROBS_MODES}"
         )
     logits = logits.float()
-    raw_logprobs = torch.log_softmax(logits, dim=-1)
     if spec.greedy:
         token = int(torch.argmax(logits))
-        return token, float(raw_logprobs[token])
+        return token, float(torch.log_softmax(logits, dim=-1)[token])
     processed = filter_logits(logits / spec.temperature, spec.top_k, spec.top_p)
     processed_logprobs = torch.log_softmax(processed, dim=-1)
     token = int(torch.multinomial(processed_logprobs.exp(), 1, generator=generator))
-    chosen = processed_logprobs if logprobs_mode == "processed_logprobs" else raw_logprobs
+    chosen = processed_logprobs if logprobs_mode == "processed_logprobs" else torch.log_softmax(logits, dim=-1)
     return token, float(chosen[token])
