@@ -23,7 +23,6 @@ from srpo_verl.verl_ext.config import SRPOSettings
 from srpo_verl.verl_ext.layout import response_positions, select_rows
 
 PHASE = "srpo_phase"
-TOPK = "srpo_topk"
 DISTILL_MASK = "srpo_distill_mask"  # [R] per row: 1 on distilled rows
 TOPK_IDS = "srpo_topk_ids"  # [R or 1, K] per row, student top-K ids (placeholder row when not distilled)
 QUERY_IDS = "srpo_query_ids"  # teacher batch: [R, K] ids to score
@@ -84,7 +83,7 @@ def logits_processor(settings: SRPOSettings, student_logits: torch.Tensor, data)
     if phase == "old":
         rows = distilled_rows(data)
         picked = positions[select_rows(response_lens, rows).to(logits.device)]
-        k = int(_non_tensor(data, TOPK, settings.topk))
+        k = settings.topk
         ids = topk_token_ids(logits, k, chunk_size=chunk, rows=picked)
         full = _scatter_rows(ids, picked, total)
         return {topk_output_key(i): full[:, i].unsqueeze(0) for i in range(k)}

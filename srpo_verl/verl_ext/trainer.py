@@ -78,12 +78,11 @@ class SRPOTrainer(PPOTrainerSync):
         if not self.srpo.uses_teacher:
             return super()._compute_old_log_prob(batch, metrics)
         batch, route, response_lens = self._route(batch, metrics)
-        batch.extra_info.update({L.PHASE: "old", L.TOPK: self.srpo.topk})
+        batch.extra_info[L.PHASE] = "old"
         original = batch
         batch = super()._compute_old_log_prob(batch, metrics)
         for meta in (original, batch):
             meta.extra_info.pop(L.PHASE, None)
-            meta.extra_info.pop(L.TOPK, None)
         with marked_timer("srpo_teacher", self.timing_raw, color="purple"):
             batch = self._teacher_step(batch, route, response_lens, metrics)
         return batch

@@ -129,7 +129,7 @@ class SRPOWorker(ActorRolloutRefWorker):
         if tu.get_non_tensor_data(data=data, key=srpo_loss_module.PHASE, default=None) != "old":
             output = self.actor.infer_batch(data)
             return output.cpu() if output is not None else None
-        k = int(tu.get_non_tensor_data(data=data, key=srpo_loss_module.TOPK, default=self.srpo.topk))
+        k = self.srpo.topk
         tu.assign_non_tensor(data, distillation_use_topk=True, compute_loss=True)
         output = self.actor.infer_batch(data)
         if output is None:

@@ -39,7 +39,7 @@ def micro_batch(order, phase, extra=None):
     for key, rows in (extra or {}).items():
         fields[key] = nested([rows[i] for i in order])
     td = TensorDict(fields, batch_size=len(order))
-    tu.assign_non_tensor(td, srpo_phase=phase, srpo_topk=K)
+    tu.assign_non_tensor(td, srpo_phase=phase)
     return td
 
 
