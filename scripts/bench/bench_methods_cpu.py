@@ -38,11 +38,11 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     args = parser.parse_args()
 
-    if not (args.assets / "model").exists():
-        from srpo_verl.tiny.build import build_tiny_assets
+    from srpo_verl.tiny.build import BuildSettings, build_tiny_assets, cached_assets
 
-        build_tiny_assets(args.assets, seed=0)
-    model, train, test = args.assets / "model", args.assets / "data" / "train.parquet", args.assets / "data" / "test.parquet"
+    # assets of another builder version or other settings are rebuilt, not reused
+    assets = cached_assets(args.assets, BuildSettings(seed=0)) or build_tiny_assets(args.assets, seed=0)
+    model, train, test = assets.model_dir, assets.train_parquet, assets.test_parquet
 
     runs: dict[str, CpuRun] = {}
     for method in args.methods:

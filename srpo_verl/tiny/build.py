@@ -15,6 +15,7 @@ at once when DIR/manifest.json was written by this builder version with the same
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -130,7 +131,7 @@ def build_tiny_assets(out_dir: str | Path, seed: int | None = None, warmstart_st
         overrides["seed"] = seed
     if warmstart_steps is not None:
         overrides["warmstart_steps"] = warmstart_steps
-    settings = BuildSettings(**{**asdict(settings), **overrides, "shape": settings.shape})
+    settings = dataclasses.replace(settings, **overrides)
     threads = torch.get_num_threads()
     # One intra-op thread: float reductions then happen in one fixed order, so a seed gives the same weights on any
     # machine with this torch build (and a shared, busy CPU does not stall on thread barriers).
@@ -219,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = BuildSettings(seed=args.seed)
     if args.warmstart_steps is not None:
-        settings = BuildSettings(seed=args.seed, warmstart_steps=args.warmstart_steps)
+        settings = dataclasses.replace(settings, warmstart_steps=args.warmstart_steps)
     if args.reuse:
         cached = cached_assets(args.out, settings)
         if cached is not None:

@@ -7,14 +7,12 @@ Two trainer runs on the tiny Qwen3 task (srpo_verl.tiny, short warm start so gro
 Set SRPO_VERL_E2E_ASSETS=DIR to reuse prebuilt assets (DIR/model, DIR/data/{train,test}.parquet).
 """
 
-import os
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+from srpo_verl.runs import CpuRun
 
 pytestmark = pytest.mark.e2e
 
@@ -27,50 +25,6 @@ REPRODUCIBLE_METRICS = ("critic/score/mean", "actor/entropy", "response_length/m
 @pytest.fixture(scope="module")
 def assets(tiny_assets):
     return tiny_assets
-
-
-def run_trainer(workdir: Path, assets, *overrides: str) -> tuple[int, str]:
-    """Run `python -m srpo_verl.main` (cpu_grpo) in a subprocess; returns (exit code, combined log text)."""
-    model_dir, train, test = assets
-    workdir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "SRPO_VERL_CPU": "1", "WANDB_MODE": "offline", "TOKENIZERS_PARALLELISM": "false",
-           "HYDRA_FULL_ERROR": "1", "RAY_DEDUP_LOGS": "0", "PYTHONUNBUFFERED": "1"}
-    # cpu_grpo is srpo_verl.main's default config, so no --config-name flag is needed
-    cmd = [sys.executable, "-m", "srpo_verl.main",
-           f"data.train_files={train}", f"data.val_files={test}", f"actor_rollout_ref.model.path={model_dir}",
-           f"trainer.default_local_dir={workdir / 'ckpt'}", f"hydra.run.dir={workdir / 'hydra'}", *overrides]
-    log_path = workdir / "run.log"
-    with open(log_path, "w") as log:
-        try:
-            rc = subprocess.run(cmd, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                timeout=RUN_TIMEOUT_S).returncode
-        except subprocess.TimeoutExpired:
-            rc = -1
-    return rc, log_path.read_text(errors="replace")
-
-
-def tail(text: str, n: int = 60) -> str:
-    return "\n".join(text.splitlines()[-n:])
-
-
-_NUMBER = re.compile(r"^(?:np\.\w+\()?([-+0-9.eE]+|nan|inf)\)?$")
-
-
-def step_metrics(text: str) -> dict[int, dict[str, float]]:
-    """Per-step numeric metrics from verl's console logger lines `step:N - key:value - key:value ...`."""
-    steps: dict[int, dict[str, float]] = {}
-    for line in text.splitlines():
-        match = re.search(r"step:(\d+) - (.*)$", line)
-        if not match or int(match.group(1)) in steps:
-            continue
-        metrics = {}
-        for item in match.group(2).split(" - "):
-            key, _, value = item.partition(":")
-            number = _NUMBER.match(value.strip())
-            if number:
-                metrics[key.strip()] = float(number.group(1))
-        steps[int(match.group(1))] = metrics
-    return steps
 
 
 def actor_weights(ckpt_dir: Path, step: int) -> dict[str, torch.Tensor]:
@@ -86,19 +40,20 @@ def max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> floa
     return max(float((a[k] - b[k]).abs().max()) for k in a)
 
 
+def run_trainer(workdir: Path, assets, *overrides: str) -> CpuRun:
+    """`python -m srpo_verl.main --config-name cpu_grpo` in a subprocess (verl's own GRPO trainer, no dumps)."""
+    return CpuRun(workdir, *assets, *overrides, config_name="cpu_grpo", timeout_s=RUN_TIMEOUT_S, dumps=False)
+
+
 @pytest.fixture(scope="module")
 def fresh_run(assets, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("fresh")
-    rc, text = run_trainer(workdir, assets, "trainer.total_training_steps=3", "trainer.save_freq=1",
-                           "trainer.test_freq=3")
-    return workdir, rc, text
+    return run_trainer(tmp_path_factory.mktemp("fresh"), assets, "trainer.total_training_steps=3",
+                       "trainer.save_freq=1", "trainer.test_freq=3")
 
 
 def test_grpo_runs_three_steps_with_rollout_actor_agreement(fresh_run):
-    workdir, rc, text = fresh_run
-    assert rc == 0, f"trainer exited {rc}; log tail:\n{tail(text)}"
-    steps = step_metrics(text)
-    assert sorted(steps) == [1, 2, 3], f"step lines: {sorted(steps)}\n{tail(text)}"
+    fresh_run.check([1, 2, 3])
+    steps, workdir = fresh_run.steps, fresh_run.workdir
     for step, metrics in steps.items():
         assert metrics["training/rollout_probs_diff_valid"] == 1.0
         assert metrics["training/rollout_probs_diff_mean"] < 1e-6, (step, metrics["training/rollout_probs_diff_mean"])
@@ -113,16 +68,14 @@ def test_grpo_runs_three_steps_with_rollout_actor_agreement(fresh_run):
 
 
 def test_resume_from_checkpoint_continues_at_step_3_with_the_same_weights(fresh_run, assets, tmp_path_factory):
-    fresh_dir, fresh_rc, fresh_text = fresh_run
-    assert fresh_rc == 0, f"fresh run failed; log tail:\n{tail(fresh_text)}"
-    workdir = tmp_path_factory.mktemp("resumed")
-    rc, text = run_trainer(workdir, assets, "trainer.total_training_steps=3", "trainer.save_freq=1",
-                           "trainer.test_freq=3", "trainer.resume_mode=resume_path",
-                           f"trainer.resume_from_path={fresh_dir / 'ckpt' / 'global_step_2'}")
-    assert rc == 0, f"resumed run exited {rc}; log tail:\n{tail(text)}"
-    steps = step_metrics(text)
-    assert sorted(steps) == [3], f"resumed run logged steps {sorted(steps)}\n{tail(text)}"
-    fresh_step_3 = step_metrics(fresh_text)[3]
+    fresh_run.check([1, 2, 3])
+    fresh_dir = fresh_run.workdir
+    resumed_run = run_trainer(tmp_path_factory.mktemp("resumed"), assets, "trainer.total_training_steps=3",
+                              "trainer.save_freq=1", "trainer.test_freq=3", "trainer.resume_mode=resume_path",
+                              f"trainer.resume_from_path={fresh_dir / 'ckpt' / 'global_step_2'}")
+    resumed_run.check([3])
+    steps, workdir = resumed_run.steps, resumed_run.workdir
+    fresh_step_3 = fresh_run.steps[3]
     for key in REPRODUCIBLE_METRICS:
         assert steps[3][key] == pytest.approx(fresh_step_3[key], rel=1e-5, abs=1e-7), key
     assert steps[3]["val-core/synthetic/acc/mean@1"] == fresh_step_3["val-core/synthetic/acc/mean@1"]
