@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from srpo_verl.tiny.report import PROBS_DIFF_KEY, REWARD_KEY, SDPO_FRACTION_KEYS, STEP_SECONDS_KEY, _VAL_ACC
+from srpo_verl.tiny.report import REWARD_KEY, step_row, validation_accuracy_key
 
 LOG_TAIL_LINES = 60
 
@@ -72,20 +72,16 @@ class JsonlFollower:
 def step_line(record: dict, total_steps: int) -> str:
     """The console line of one file-logger record ``{"step": N, "data": {...}}``."""
     data = record.get("data", {})
+    row = step_row(record.get("step", -1), data, validation_accuracy_key({0: data}))
     parts = [f"step {record.get('step', '?'):>3}/{total_steps}"]
-    if REWARD_KEY in data:
-        parts.append(f"reward {data[REWARD_KEY]:.3f}")
-    for key, value in data.items():
-        if _VAL_ACC.match(key):
-            parts.append(f"val acc {value:.3f}")
-    for key in SDPO_FRACTION_KEYS:
-        if key in data:
-            parts.append(f"SDPO-routed {data[key]:.2f}")
-            break
-    if STEP_SECONDS_KEY in data:
-        parts.append(f"{data[STEP_SECONDS_KEY]:.1f} s/step")
-    if PROBS_DIFF_KEY in data:
-        parts.append(f"probs diff {data[PROBS_DIFF_KEY]:.1e}")
+    for label, value, spec in (("reward ", row.reward, ".3f"), ("val acc ", row.val_acc, ".3f"),
+                               ("SDPO-routed ", row.sdpo_fraction, ".2f")):
+        if value is not None:
+            parts.append(f"{label}{value:{spec}}")
+    if row.seconds is not None:
+        parts.append(f"{row.seconds:.1f} s/step")
+    if row.probs_diff is not None:
+        parts.append(f"probs diff {row.probs_diff:.1e}")
     return " | ".join(parts)
 
 

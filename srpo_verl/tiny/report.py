@@ -46,18 +46,20 @@ def validation_accuracy_key(steps: StepMetrics) -> str | None:
     return keys[0] if keys else None
 
 
+def step_row(step: int, metrics: dict, val_key: str | None) -> StepRow:
+    """The row of one step's metrics (``val_key`` from :func:`validation_accuracy_key`)."""
+
+    def first(*keys: str) -> float | None:
+        return next((metrics[k] for k in keys if k in metrics), None)
+
+    return StepRow(step, first(REWARD_KEY), first(val_key) if val_key else None, first(STEP_SECONDS_KEY),
+                   first(PROBS_DIFF_KEY), first(*SDPO_FRACTION_KEYS))
+
+
 def step_rows(steps: StepMetrics) -> list[StepRow]:
     """One row per logged step, in step order."""
     val_key = validation_accuracy_key(steps)
-
-    def first(metrics: dict, *keys: str) -> float | None:
-        return next((metrics[k] for k in keys if k in metrics), None)
-
-    return [
-        StepRow(step, first(m, REWARD_KEY), first(m, val_key) if val_key else None, first(m, STEP_SECONDS_KEY),
-                first(m, PROBS_DIFF_KEY), first(m, *SDPO_FRACTION_KEYS))
-        for step, m in sorted(steps.items())
-    ]
+    return [step_row(step, metrics, val_key) for step, metrics in sorted(steps.items())]
 
 
 def _fmt(value: float | None, spec: str) -> str:
