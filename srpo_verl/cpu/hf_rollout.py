@@ -43,9 +43,10 @@ _KNOWN_SAMPLING_KEYS = {"temperature", "top_p", "top_k", "repetition_penalty", "
                         "max_new_tokens", "seed", "ignore_eos"}
 
 
-def server_actor_name(replica_rank: int, node_rank: int = 0, suffix: str = "") -> str:
-    """Ray actor name of an HF server (the vLLM backend's `<name>_server_<replica>_<node>` scheme)."""
-    return f"{ROLLOUT_NAME}_server_{replica_rank}_{node_rank}{suffix}"
+def server_actor_name(replica_rank: int, kind: str = "", suffix: str = "") -> str:
+    """Ray actor name of an HF server (the vLLM backend's `<name>_server_<kind><replica>_<node>` scheme; one node
+    per replica, so node 0). ``kind`` is "" for the policy's rollout, "reward_" or "teacher_" for verl's others."""
+    return f"{ROLLOUT_NAME}_server_{kind}{replica_rank}_0{suffix}"
 
 
 def resolve_max_tokens(sampling_params: dict, prompt_len: int, prompt_length: int, response_length: int,
@@ -311,13 +312,8 @@ class HFReplica(RolloutReplica):
         node_id = ray.get_runtime_context().get_node_id()
         if self.workers:
             node_id = await self.workers[0].__ray_call__.remote(lambda w: ray.get_runtime_context().get_node_id())
-        if self.is_reward_model:
-            suffix_kind = "reward_"
-        elif self.is_teacher_model:
-            suffix_kind = "teacher_"
-        else:
-            suffix_kind = ""
-        name = f"{ROLLOUT_NAME}_server_{suffix_kind}{self.replica_rank}_0{self.name_suffix}"
+        kind = "reward_" if self.is_reward_model else "teacher_" if self.is_teacher_model else ""
+        name = server_actor_name(self.replica_rank, kind, self.name_suffix)
         server = (
             ray.remote(HFServer)
             .options(
