@@ -66,13 +66,13 @@ class RoutedLossConfig:
 
     def __post_init__(self):
         if self.method not in METHODS:
-            raise ValueError(f"srpo.method={self.method!r} is not one of {METHODS}")
+            raise ValueError(f"srpo.method={self.method!r} is not one of {', '.join(METHODS)}")
         if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"srpo.alpha must be in [0, 1], got {self.alpha}")
+            raise ValueError(f"srpo.alpha={self.alpha!r} must be in [0, 1]")
         if self.is_clip is not None and not self.is_clip > 0:
-            raise ValueError(f"srpo.is_clip must be > 0 or null, got {self.is_clip}")
+            raise ValueError(f"srpo.is_clip={self.is_clip!r} must be > 0 or null")
         if not 0.0 <= self.adv_mix_lambda <= 1.0:
-            raise ValueError(f"srpo.adv_mix_lambda must be in [0, 1], got {self.adv_mix_lambda}")
+            raise ValueError(f"srpo.adv_mix_lambda={self.adv_mix_lambda!r} must be in [0, 1]")
         if not self.clip_ratio_c > 1.0:
             raise ValueError(f"clip_ratio_c must be > 1, got {self.clip_ratio_c}")
 

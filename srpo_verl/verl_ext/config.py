@@ -45,8 +45,7 @@ class SRPOSettings:
     route_dump_dir: str | None = None
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"srpo.method={self.method!r} is not one of {', '.join(METHODS)}")
+        self.loss_config({})  # method, alpha, is_clip and adv_mix_lambda are checked where the loss defines them
         if self.logits_backend not in LOGPROB_BACKENDS:
             raise ValueError(
                 f"srpo.logits_backend={self.logits_backend!r} is not one of {', '.join(LOGPROB_BACKENDS)}"
@@ -58,10 +57,7 @@ class SRPOSettings:
         checks = [
             ("topk", self.topk >= 1, "an integer ≥ 1"),
             ("dw_beta", self.dw_beta > 0, "> 0"),
-            ("alpha", 0.0 <= self.alpha <= 1.0, "in [0, 1]"),
             ("ema_rate", 0.0 < self.ema_rate <= 1.0, "in (0, 1]"),
-            ("is_clip", self.is_clip is None or self.is_clip > 0, "> 0 or null"),
-            ("adv_mix_lambda", 0.0 <= self.adv_mix_lambda <= 1.0, "in [0, 1]"),
             ("max_reprompt_len", self.max_reprompt_len >= 1, "≥ 1"),
             ("logits_chunk_size", self.logits_chunk_size >= 1, "≥ 1"),
         ]
