@@ -167,10 +167,6 @@ class RoutedTokenLoss:
     grpo: torch.Tensor
     distill: torch.Tensor
 
-    @property
-    def total(self) -> torch.Tensor:
-        return self.grpo + self.distill
-
 
 def routed_token_loss(
     config: RoutedLossConfig,
