@@ -1,8 +1,9 @@
 """Entry point that verl loads on `import verl` (the `verl.plugins` group), in the driver and in every Ray worker.
 
 verl swallows plugin import errors at DEBUG level, so every failure here is printed to stderr and re-raised.
-It activates the opt-in CPU backend (only with SRPO_VERL_CPU=1) and registers the SRPO trainer name
-(srpo_verl.verl_ext.registration).
+It activates the opt-in CPU backend (only with SRPO_VERL_CPU=1), registers the `hf` rollout
+(srpo_verl.rollout.hf, on any platform) and the SRPO trainer name (srpo_verl.verl_ext.registration). This is the
+only module that reaches the CPU backend.
 """
 
 import sys
@@ -10,10 +11,12 @@ import traceback
 
 try:
     from srpo_verl.cpu import activate_if_enabled
+    from srpo_verl.rollout import hf as hf_rollout
     from srpo_verl.verl_ext import registration
 
     # CPU backend first: its patches must be in place before verl's workers module is imported.
     activate_if_enabled()
+    hf_rollout.register()
     registration.install()
 except BaseException:
     print("[srpo_verl.plugin] FAILED to load the srpo_verl verl plugin:", file=sys.stderr)

@@ -1,8 +1,9 @@
-"""Opt-in CPU backend for verl 0.9.1: CPU platform, gloo, FSDP2 on CPU, unpinned offload, and the `hf` rollout.
+"""Opt-in CPU backend for verl 0.9.1: CPU platform, gloo, FSDP2 on CPU, unpinned offload.
 
 Nothing here runs unless `SRPO_VERL_CPU=1` is set in the environment (the quickstart and the e2e tests set it; Ray's
 local workers inherit it). `srpo_verl.plugin` calls `activate_if_enabled()` on every `import verl`, in the driver and
-in every Ray worker. The Hydra overrides the backend needs live in `srpo_verl/config/cpu.yaml`.
+in every Ray worker. The Hydra overrides the backend needs live in `srpo_verl/config/cpu.yaml`; they select the `hf`
+rollout (`srpo_verl.rollout.hf`, registered by the plugin whether or not this backend is on).
 """
 
 from __future__ import annotations
@@ -31,27 +32,8 @@ def is_active() -> bool:
     return _active
 
 
-def register_hf_rollout() -> None:
-    """Make `actor_rollout_ref.rollout.name=hf` resolve to our replica and server adapter (lazily, on import)."""
-    from srpo_verl.cpu.patches import after_import
-
-    def add_replica(module) -> None:
-        def load_hf_replica():
-            from srpo_verl.cpu.hf_rollout import HFReplica
-
-            return HFReplica
-
-        module.RolloutReplicaRegistry.register("hf", load_hf_replica)
-
-    def add_adapter(module) -> None:
-        module._ROLLOUT_REGISTRY[("hf", "async")] = "srpo_verl.cpu.hf_rollout.HFServerAdapter"
-
-    after_import("verl.workers.rollout.replica", add_replica)
-    after_import("verl.workers.rollout.base", add_adapter)
-
-
 def activate() -> None:
-    """Install the CPU backend in this process (idempotent): platform, patches, `hf` rollout."""
+    """Install the CPU backend in this process (idempotent): platform and patches."""
     global _active
     if _active:
         return
@@ -63,7 +45,6 @@ def activate() -> None:
     register_cpu_platform()
     set_platform(PlatformCPU())
     install_cpu_patches()
-    register_hf_rollout()
     _active = True
 
 

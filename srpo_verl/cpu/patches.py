@@ -1,7 +1,7 @@
 """The three verl 0.9.1 changes the CPU backend needs, applied when (and only when) the patched module is imported.
 
-Each patch is a function of the freshly imported module. `after_import(name, patch)` runs it at once if the module is
-already in `sys.modules`, else from a `sys.meta_path` hook right after the module body executes. That keeps the
+Each patch is a function of the freshly imported module, installed with `srpo_verl.import_hooks.after_import`: it
+runs at once if the module is already in `sys.modules`, else right after the module body executes. That keeps the
 plugin cheap (verl imports the FSDP engine only in the worker processes that need it) and independent of the order
 in which verl imports its modules (engine_workers binds `initialize_global_process_group_ray` by name at import
 time, so patching only `verl.utils.distributed` after engine_workers was imported would silently do nothing).
@@ -14,78 +14,15 @@ verl touch-points (private APIs, re-check on every verl upgrade; CPU_BACKEND_NOT
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
-import sys
-import threading
 from types import ModuleType
 from typing import Callable
 
-ModulePatch = Callable[[ModuleType], None]
-
-_pending: dict[str, list[ModulePatch]] = {}
-_lock = threading.Lock()
-_applied: list[str] = []
-
-
-class _PatchingLoader(importlib.abc.Loader):
-    """Delegates to the real loader, then runs the patches registered for the module."""
-
-    def __init__(self, inner: importlib.abc.Loader, name: str) -> None:
-        self._inner = inner
-        self._name = name
-
-    def create_module(self, spec):
-        return self._inner.create_module(spec)
-
-    def exec_module(self, module: ModuleType) -> None:
-        self._inner.exec_module(module)
-        with _lock:
-            patches = _pending.pop(self._name, [])
-        for patch in patches:
-            _run(patch, module)
-
-
-class _PostImportFinder(importlib.abc.MetaPathFinder):
-    """Meta-path finder that wraps the loader of watched modules; it never finds a module by itself."""
-
-    def find_spec(self, fullname, path, target=None):
-        if fullname not in _pending:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None:
-                if spec.loader is not None:
-                    spec.loader = _PatchingLoader(spec.loader, fullname)
-                return spec
-        return None
-
-
-_FINDER = _PostImportFinder()
-
-
-def _run(patch: ModulePatch, module: ModuleType) -> None:
-    patch(module)
-    _applied.append(f"{module.__name__}:{patch.__name__}")
-
-
-def after_import(module_name: str, patch: ModulePatch) -> None:
-    """Run `patch(module)` now if `module_name` is imported, else right after its first import."""
-    module = sys.modules.get(module_name)
-    if module is not None:
-        _run(patch, module)
-        return
-    with _lock:
-        _pending.setdefault(module_name, []).append(patch)
-        if _FINDER not in sys.meta_path:
-            sys.meta_path.insert(0, _FINDER)
+from srpo_verl.import_hooks import after_import, applied_hooks
 
 
 def applied_patches() -> list[str]:
-    """'module:patch' for every patch applied so far in this process (for tests and start-up logs)."""
-    return list(_applied)
+    """'module:hook' for every import hook run so far in this process (the CPU patches among them)."""
+    return applied_hooks()
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import sys
 
+from srpo_verl.import_hooks import after_import
+
 TRAINER_NAME = "srpo"
 TRAINER_MODULE = "verl.trainer.ppo.v1.trainer_base"
 
@@ -29,8 +31,6 @@ def install() -> None:
     global _hook_installed
     if _hook_installed:
         return
-    from srpo_verl.cpu.patches import after_import
-
     after_import(TRAINER_MODULE, _register_trainer)
     _hook_installed = True
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from srpo_verl.cpu import is_enabled
-from srpo_verl.cpu.generation import generate_batch, left_pad
-from srpo_verl.cpu.sampling import SamplingSpec, filter_logits, request_key, request_seed, sample_token
+from srpo_verl.rollout.hf.generation import generate_batch, left_pad
+from srpo_verl.rollout.hf.sampling import SamplingSpec, filter_logits, request_key, request_seed, sample_token
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -162,7 +162,7 @@ def test_generate_batch_stops_at_stop_token_and_keeps_it(tiny_lm):
 # the hf server (driven directly, without Ray)
 # ---------------------------------------------------------------------------------------------------------------
 
-from srpo_verl.cpu.hf_rollout import (  # noqa: E402
+from srpo_verl.rollout.hf.server import (  # noqa: E402
     HFServer,
     load_state_checked,
     resolve_max_tokens,

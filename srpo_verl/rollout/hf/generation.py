@@ -2,7 +2,9 @@
 
 Several requests decode together (left-padded prompts, one forward per step for the whole batch), but every row
 samples with its own `torch.Generator`, so a request's tokens depend on its seed and logits only, not on which other
-requests shared its batch (up to float rounding of batched matmuls, ~1e-7 in fp32).
+requests shared its batch (up to float rounding of batched matmuls, ~1e-7 in fp32). The model runs on its own device
+(CPU or an accelerator); sampling always runs on the CPU, on the step's [B, V] logits, so a seed draws the same
+tokens from the same logits whatever the model's device.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from srpo_verl.cpu.sampling import SamplingSpec, sample_token
+from srpo_verl.rollout.hf.sampling import SamplingSpec, sample_token
 
 
 @dataclass
@@ -70,7 +72,8 @@ def generate_batch(
     outputs = [Generation([], [], "length") for _ in prompts]
     active = [spec.max_tokens > 0 for spec in specs]
 
-    input_ids, attention_mask, position_ids = left_pad(prompts, pad_id)
+    device = next(model.parameters()).device
+    input_ids, attention_mask, position_ids = (t.to(device) for t in left_pad(prompts, pad_id))
     past = None
     step_ids = input_ids
     step_positions = position_ids
@@ -83,7 +86,7 @@ def generate_batch(
             use_cache=True,
         )
         past = out.past_key_values
-        next_logits = out.logits[:, -1, :].float()
+        next_logits = out.logits[:, -1, :].float().cpu()
         next_ids = torch.full((len(prompts), 1), pad_id, dtype=torch.long)
         for row, gen in enumerate(outputs):
             if not active[row]:
@@ -97,7 +100,7 @@ def generate_batch(
                 active[row] = False
             elif len(gen.token_ids) >= specs[row].max_tokens:
                 active[row] = False
-        step_ids = next_ids
+        step_ids = next_ids.to(device)
         step_positions = step_positions[:, -1:] + 1
-        attention_mask = torch.cat([attention_mask, torch.ones_like(next_ids)], dim=1)
+        attention_mask = torch.cat([attention_mask, torch.ones_like(step_ids)], dim=1)
     return outputs

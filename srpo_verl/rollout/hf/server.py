@@ -1,11 +1,13 @@
-"""The `hf` rollout backend: verl's async server interface served by a plain HF causal LM on CPU.
+"""The `hf` rollout backend: verl's async server interface served by a plain HF causal LM (CPU or one GPU).
 
 Three pieces, mirroring verl's vLLM backend (verl/workers/rollout/vllm_rollout):
   - `HFServer`: a Ray actor (named `hf_server_<replica>_0`) that owns a copy of the policy and answers
     `generate(prompt_ids, sampling_params, request_id)` with a `TokenOutput` (token ids + log-probs). Requests that
     arrive together are decoded as one batch (`generation.generate_batch`), each with its own seeded RNG.
-    `update_weights` loads the trainer's weights; sleep/wake/kv-cache calls are no-ops (nothing to free on CPU).
-  - `HFReplica`: the `RolloutReplica` that verl's `LLMServerManager` builds; it launches one `HFServer`.
+    `update_weights` loads the trainer's weights; sleep/wake/kv-cache calls are no-ops (the model stays resident).
+  - `HFReplica`: the `RolloutReplica` that verl's `LLMServerManager` builds; it launches one `HFServer` on the node
+    of the replica's first worker and, on an accelerator platform, on that worker's device (as verl's vLLM replica
+    does: Ray is told not to hide the devices of the zero-GPU server actor).
   - `HFServerAdapter`: the `BaseRollout` living in the trainer's hybrid worker; verl's naive checkpoint engine hands
     it the actor's weights (`ActorRolloutRefWorker.update_weights`), which it forwards to the server.
 
@@ -23,9 +25,11 @@ from typing import Any, Generator, Optional
 import ray
 import torch
 
-from srpo_verl.cpu.generation import Generation, generate_batch
-from srpo_verl.cpu.sampling import SUPPORTED_LOGPROBS_MODES, SamplingSpec, request_key, request_seed
+from srpo_verl.rollout.hf.generation import Generation, generate_batch
+from srpo_verl.rollout.hf.sampling import SUPPORTED_LOGPROBS_MODES, SamplingSpec, request_key, request_seed
+from verl.plugin.platform import get_platform
 from verl.utils.config import omega_conf_to_dataclass
+from verl.utils.device import get_device_name, get_resource_name, get_torch_device, get_visible_devices_keyword
 from verl.workers.config import HFModelConfig
 from verl.workers.rollout.base import BaseRollout
 from verl.workers.rollout.replica import RolloutReplica, TokenOutput
@@ -47,6 +51,30 @@ def server_actor_name(replica_rank: int, kind: str = "", suffix: str = "") -> st
     """Ray actor name of an HF server (the vLLM backend's `<name>_server_<kind><replica>_<node>` scheme; one node
     per replica, so node 0). ``kind`` is "" for the policy's rollout, "reward_" or "teacher_" for verl's others."""
     return f"{ROLLOUT_NAME}_server_{kind}{replica_rank}_0{suffix}"
+
+
+def server_device(device_name: str, accelerator_id: Optional[str], visible_devices: Optional[str],
+                  accelerator_available: bool) -> torch.device:
+    """Device of an HF server's model.
+
+    Args:
+        device_name: verl's platform device ("cpu" on the CPU backend, "cuda", "npu", ...).
+        accelerator_id: Ray's id of the device of the replica's first worker ("3"), None without one.
+        visible_devices: the server process's CUDA_VISIBLE_DEVICES-style variable (None or "" when unset); Ray's ids
+            are entries of that list when it is set, physical indices otherwise.
+        accelerator_available: whether the platform's torch device module sees a device in this process.
+    Returns:
+        `cpu` on the CPU platform or without an accelerator, else `<device_name>:<index of accelerator_id>`.
+    """
+    if device_name == "cpu" or accelerator_id is None or not accelerator_available:
+        return torch.device("cpu")
+    if visible_devices:
+        visible = [entry.strip() for entry in visible_devices.split(",")]
+        if accelerator_id not in visible:
+            raise ValueError(f"hf rollout: device {accelerator_id} of the replica's worker is not among the visible "
+                             f"devices {visible_devices!r} of its server")
+        return torch.device(device_name, visible.index(accelerator_id))
+    return torch.device(device_name, int(accelerator_id))
 
 
 def resolve_max_tokens(sampling_params: dict, prompt_len: int, prompt_length: int, response_length: int,
@@ -126,8 +154,9 @@ class _Request:
 class HFServer:
     """Token-in/token-out generation server over an HF causal LM (made a Ray actor by `HFReplica`)."""
 
-    def __init__(self, config: Any, model_config: Any, replica_rank: int) -> None:
+    def __init__(self, config: Any, model_config: Any, replica_rank: int, accelerator_id: Optional[str] = None) -> None:
         self.config = omega_conf_to_dataclass(config)
+        self.accelerator_id = accelerator_id
         self.model_config = omega_conf_to_dataclass(model_config, dataclass_type=HFModelConfig)
         self.replica_rank = replica_rank
         self.global_steps = 0
@@ -149,7 +178,8 @@ class HFServer:
     # ---- lifecycle ------------------------------------------------------------------------------------------
 
     async def init_model(self) -> None:
-        """Load the policy from `model_config.local_path` with the rollout dtype and the actor's attention kernel."""
+        """Load the policy from `model_config.local_path` with the rollout dtype and the actor's attention kernel,
+        onto `server_device(...)`."""
         from transformers import AutoModelForCausalLM
 
         dtype_name = str(self.config.dtype)
@@ -163,11 +193,14 @@ class HFServer:
             attn_implementation=override.get("attn_implementation", "eager"),
             trust_remote_code=bool(getattr(self.model_config, "trust_remote_code", False)),
         ).eval()
+        device = server_device(get_device_name(), self.accelerator_id,
+                               os.environ.get(get_visible_devices_keyword()), get_torch_device().is_available())
+        self.model.to(device)
         self.stop_ids = set() if self.config.ignore_eos else stop_token_ids_of(self.model)
         pad = self.model.config.pad_token_id
         self.pad_id = int(pad) if pad is not None else min(self.stop_ids or {0})
         self._model_lock = asyncio.Lock()
-        logger.info("hf rollout server %d: loaded %s (%s)", self.replica_rank, path, dtype_name)
+        logger.info("hf rollout server %d: loaded %s (%s) on %s", self.replica_rank, path, dtype_name, device)
 
     # ---- generation -----------------------------------------------------------------------------------------
 
@@ -264,9 +297,9 @@ class HFServer:
 
     async def get_state_dict(self) -> dict[str, torch.Tensor]:
         """The served weights (for tests that compare rollout and trainer weights)."""
-        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
 
-    # ---- no-ops of the server interface (nothing to free or pause on CPU) -----------------------------------
+    # ---- no-ops of the server interface (the model stays resident; nothing to free or pause) ---------------
 
     async def wake_up(self, tags: Optional[list[str]] = None) -> None:
         return None
@@ -303,15 +336,24 @@ class HFServer:
         return None
 
 
+def _node_and_accelerator(worker) -> tuple[str, Optional[str]]:
+    """(node id, first accelerator id or None) of the Ray actor this runs in (called through `__ray_call__`)."""
+    context = ray.get_runtime_context()
+    ids = context.get_accelerator_ids().get(get_resource_name(), [])
+    return context.get_node_id(), (str(ids[0]) if ids else None)
+
+
 class HFReplica(RolloutReplica):
     """One `hf` rollout replica = one `HFServer` actor on the node of the replica's first worker."""
 
     async def launch_servers(self) -> None:
         if self.nnodes != 1:
             raise ValueError(f"hf rollout: a replica must fit on one node (got nnodes={self.nnodes})")
-        node_id = ray.get_runtime_context().get_node_id()
+        node_id, accelerator_id = ray.get_runtime_context().get_node_id(), None
         if self.workers:
-            node_id = await self.workers[0].__ray_call__.remote(lambda w: ray.get_runtime_context().get_node_id())
+            node_id, accelerator_id = await self.workers[0].__ray_call__.remote(_node_and_accelerator)
+        # Ray hides every device from a zero-GPU actor unless told not to; the server shares its worker's device.
+        noset = {var: "1" for var in get_platform().ray_noset_envvars()}
         kind = "reward_" if self.is_reward_model else "teacher_" if self.is_teacher_model else ""
         name = server_actor_name(self.replica_rank, kind, self.name_suffix)
         server = (
@@ -320,11 +362,13 @@ class HFReplica(RolloutReplica):
                 name=name,
                 num_cpus=0,
                 max_concurrency=self.max_concurrency,
+                **({"runtime_env": {"env_vars": noset}} if noset else {}),
                 scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
                     node_id=node_id, soft=False
                 ),
             )
-            .remote(config=self.config, model_config=self.model_config, replica_rank=self.replica_rank)
+            .remote(config=self.config, model_config=self.model_config, replica_rank=self.replica_rank,
+                    accelerator_id=accelerator_id)
         )
         await server.init_model.remote()
         self.servers = [server]
