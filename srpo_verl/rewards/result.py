@@ -11,6 +11,10 @@ RESULT_KEYS = ("score", "acc", "pred", "format_ok", "feedback", "reason")
 
 # `pred` and `reason` are logged per sample; a megabyte completion must not be copied into the logs.
 MAX_LOGGED_CHARS = 256
+# Longest completion the MCQ and tool-use verifiers read (characters); a longer one scores 0 with a reason. It is
+# 256 characters per token of the recipes' 8,192-token responses, and keeps one verification in the low
+# milliseconds whatever the model writes.
+MAX_COMPLETION_CHARS = 1 << 21
 
 
 def clip_for_log(text: str, limit: int = MAX_LOGGED_CHARS) -> str:

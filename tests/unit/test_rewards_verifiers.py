@@ -10,7 +10,9 @@ import pytest
 
 from srpo_verl.jsonl import load_jsonl
 from srpo_verl.rewards import RESULT_KEYS, compute_score
-from srpo_verl.rewards.tooluse import format_calls, parse_gold, parse_tool_calls
+from srpo_verl.rewards.result import MAX_COMPLETION_CHARS
+from srpo_verl.rewards.tooluse import (MAX_ACTION_MENTIONS, MAX_ARGUMENT_CHARS, format_calls, parse_gold,
+                                       parse_tool_calls, same_json)
 
 REPO = Path(__file__).resolve().parents[2]
 SCIKNOWEVAL_TASKS = ("chemistry", "physics", "biology", "material")
@@ -60,6 +62,8 @@ MCQ_ADVERSARIAL = [
     ("megabyte of open tags", "<answer>" * (MEGABYTE // 8), False, "last <answer> tag is never closed"),
     ("megabyte answer", "<answer>" + "B" * MEGABYTE + "</answer>", True, "wrong option"),
     ("megabyte reasoning, wrong", "x" * MEGABYTE + "<answer>A</answer>", True, "wrong option"),
+    ("over the completion bound", "<answer>B</answer>" + " " * MAX_COMPLETION_CHARS, False,
+     "completion is longer than 2,097,152 characters"),
 ]
 
 
@@ -137,6 +141,9 @@ TWO_CALL_GOLD = json.dumps([
 ])
 RIGHT_1 = 'Action: getExchangeRates\nAction Input: {"base": "USD", "symbols": "CAD"}\n'
 RIGHT_2 = 'Action: setPriceAlert\nAction Input: {"currency_pair": "USD/CAD", "price": 1.2, "page": 1}\n'
+# 1 MiB of objects in lists, 80 levels deep per unit, and an 8 KiB object of 550 keys (half the argument budget)
+NESTED_MEGABYTE = '{"base": "USD", "x": [' + ", ".join(['{"a": [' * 40 + "1" + "]}" * 40] * (MEGABYTE // 322)) + "]}"
+WIDE_8K = "{" + ", ".join(f'"k{i:05d}": {i}' for i in range(550)) + "}"
 TOOL_ADVERSARIAL = [
     # (name, completion, format_ok, reason) — every row scores 0
     ("empty", "", False, "empty completion"),
@@ -157,7 +164,23 @@ TOOL_ADVERSARIAL = [
     ("deeply nested JSON", "Action: getExchangeRates\nAction Input: " + "[" * 200_000, False,
      "Action Input of 'getExchangeRates' nested too deeply"),
     ("megabyte JSON string, unterminated", 'Action: x\nAction Input: {"a": "' + "y" * MEGABYTE, False,
-     "Action Input of 'x' is not valid JSON"),
+     "Action Input of 'x' is not valid JSON within the 16,384-character bound on the Action Inputs of a completion"),
+    ("deep object, 10^4 levels", "Action: getExchangeRates\nAction Input: " + '{"a": ' * 10_000 + "1" + "}" * 10_000,
+     False, "Action Input of 'getExchangeRates' nested too deeply"),
+    ("megabyte nested object", "Action: getExchangeRates\nAction Input: " + NESTED_MEGABYTE, False,
+     "Action Input of 'getExchangeRates' is not valid JSON within the 16,384-character bound on the Action Inputs "
+     "of a completion"),
+    ("inputs together over the bound", RIGHT_1 + ("Action: setPriceAlert\nAction Input: " + WIDE_8K + "\n") * 3, False,
+     "Action Input of 'setPriceAlert' is not valid JSON within the 16,384-character bound on the Action Inputs of a "
+     "completion"),
+    ("too many mentions", "Thought: Action " * MAX_ACTION_MENTIONS + RIGHT_1 + RIGHT_2, False,
+     "more than 256 mentions of 'Action'"),
+    ("megabyte Action line", "Action: " + "g" * MEGABYTE + "\nAction Input: {}", False,
+     "Action line longer than 1,024 characters"),
+    ("over the completion bound", RIGHT_1 + RIGHT_2 + " " * MAX_COMPLETION_CHARS, False,
+     "completion is longer than 2,097,152 characters"),
+    ("wide object, names right", RIGHT_1 + RIGHT_2.replace('"page": 1}', '"page": 1, ' + WIDE_8K[1:]), True,
+     "tool arguments differ from the expected ones"),
     ("one call missing", RIGHT_1, True, "tool names differ from the expected ones"),
     ("extra call", RIGHT_1 + RIGHT_2 + RIGHT_2, True, "tool names differ from the expected ones"),
     ("wrong tool", RIGHT_1.replace("getExchangeRates", "convertCurrency") + RIGHT_2, True,
@@ -223,6 +246,93 @@ def test_parse_tool_calls_keeps_order_and_arguments():
     parsed = parse_tool_calls(RIGHT_1 + RIGHT_2)
     assert parsed.ok and [c.name for c in parsed.calls] == ["getExchangeRates", "setPriceAlert"]
     assert parsed.calls[1].arguments == {"currency_pair": "USD/CAD", "price": 1.2, "page": 1}
+
+
+def test_every_tooluse_gold_pretty_printed_and_near_the_bounds_still_scores_one(splits_root):
+    """The bounds leave room: indented JSON, a 1 MiB thought, and 200 mentions of "Action" in the reasoning."""
+    for row in _tool_rows(splits_root):
+        calls = parse_gold(row["answer"]).calls
+        pretty = "\n".join(f"Action: {c.name}\nAction Input: {json.dumps(c.arguments, indent=4)}" for c in calls)
+        padded = "Thought: " + "z" * MEGABYTE + " the Action" * 200 + "\n" + pretty
+        assert compute_score("tooluse", padded, row["answer"])["score"] == 1.0, row["idx"]
+
+
+def test_argument_budget_is_shared_by_all_calls_and_counts_every_character():
+    """The first call reads " {}" (3 characters); the second " " + obj: obj may hold the rest of the budget less 1."""
+    def completion(obj_chars):
+        obj = '{"a": 1' + " " * (obj_chars - 8) + "}"
+        return "Action: f\nAction Input: {}\nAction: g\nAction Input: " + obj + " and some trailing text"
+
+    fits = parse_tool_calls(completion(MAX_ARGUMENT_CHARS - 4))
+    assert fits.ok and [c.arguments for c in fits.calls] == [{}, {"a": 1}]
+    over = parse_tool_calls(completion(MAX_ARGUMENT_CHARS - 3))
+    assert (over.ok, len(over.calls), over.reason) == (
+        False, 1, "Action Input of 'g' is not valid JSON within the 16,384-character bound on the Action Inputs of a "
+                  "completion")
+
+
+@pytest.mark.parametrize("gold, pred, equal", [
+    ({"a": 1}, {"a": 1.0}, True),
+    ({"a": True}, {"a": 1}, False),
+    ({"a": 1}, {"a": True}, False),
+    ({"a": False}, {"a": False}, True),
+    ({"a": [1, {"b": None}]}, {"a": [1.0, {"b": None}]}, True),
+    ({"a": [1, 2]}, {"a": [2, 1]}, False),
+    ({"a": {"x": 1, "y": "z"}}, {"a": {"y": "z", "x": 1}}, True),
+    ({"a": None}, {"a": "null"}, False),
+    ({"a": "1"}, {"a": 1}, False),
+    ({"a": 1}, {"a": 1, "b": 2}, False),
+    ({"a": 10 ** 400}, {"a": 10 ** 400}, True),
+    ({"a": 10 ** 400}, {"a": float("inf")}, False),
+])
+def test_same_json_is_type_aware_and_order_free_for_objects(gold, pred, equal):
+    assert same_json(gold, pred) is equal and same_json(pred, gold) is equal
+
+
+ADVERSARIAL_TIMING = [
+    # the worst cases of issue 12: 1.4-13.7 s each before the bounds (see docs/TASKS.md)
+    ("1 MiB nested Action Input", "Action: getExchangeRates\nAction Input: " + NESTED_MEGABYTE),
+    ("2 MiB of Action/Input pairs", "Action: getExchangeRates\nAction Input: {}\n" * (MAX_COMPLETION_CHARS // 42)),
+    ("2 MiB of newlines", "\n" * MAX_COMPLETION_CHARS),
+    ("2 MiB of 'Action ' words", "Action " * (MAX_COMPLETION_CHARS // 7)),
+    ("2 MiB thought, right calls", "Thought: " + "z" * (MAX_COMPLETION_CHARS - 200) + "\n" + RIGHT_1 + RIGHT_2),
+    ("126 calls of 8 KiB thoughts", ("Thought: " + "t" * 8000 + "\n" + RIGHT_2) * 126),
+    ("16 KiB wide input, names right", RIGHT_1 + RIGHT_2.replace('"page": 1}', '"page": 1, ' + WIDE_8K[1:])),
+]
+
+
+@pytest.mark.parametrize("name, completion", ADVERSARIAL_TIMING, ids=[c[0] for c in ADVERSARIAL_TIMING])
+def test_one_tooluse_verification_stays_in_milliseconds_whatever_the_model_writes(name, completion):
+    """~1-3 ms each on one idle core; 50 ms leaves room for a loaded CI machine and still fails the unbounded code."""
+    assert len(completion) <= MAX_COMPLETION_CHARS
+    best = min(_timed(compute_score, "tooluse", completion, TWO_CALL_GOLD) for _ in range(3))
+    assert best < 0.05, f"{name}: {best * 1e3:.1f} ms"
+
+
+def _timed(function, *args):
+    import time
+
+    start = time.perf_counter()
+    function(*args)
+    return time.perf_counter() - start
+
+
+@pytest.mark.parametrize("answer, message", [
+    ("[]", "tooluse ground_truth is an empty list of calls: no completion can score on it"),
+    ('[{"Action": "", "Action_Input": "{}"}]', "tooluse ground_truth call 0 Action is empty"),
+    ('[{"Action": "  ", "Action_Input": "{}"}]', "tooluse ground_truth call 0 Action is empty"),
+    ('[{"Action": "f", "Action_Input": "{}"}, {"Action": 3, "Action_Input": "{}"}]',
+     "tooluse ground_truth call 1 Action must be a string, got int"),
+    ('[{"Action": null, "Action_Input": "{}"}]', "tooluse ground_truth call 0 Action must be a string, got NoneType"),
+    ('[{"Action": " f", "Action_Input": "{}"}]', "tooluse ground_truth call 0 Action ' f' has surrounding spaces or "
+     "a line break: no completion's Action line can match it"),
+    ('[{"Action": "f\\ng", "Action_Input": "{}"}]', "tooluse ground_truth call 0 Action 'f\\ng' has surrounding "
+     "spaces or a line break: no completion's Action line can match it"),
+])
+def test_gold_answers_no_completion_can_match_are_data_errors(answer, message):
+    with pytest.raises(ValueError) as caught:
+        parse_gold(answer)
+    assert str(caught.value) == message
 
 
 # ---- determinism --------------------------------------------------------------------------------------------------
