@@ -1,4 +1,5 @@
-"""Shared e2e fixture: the tiny Qwen3 assets, built once per test session (about 1.5 minutes on 2 cores).
+"""Shared e2e fixtures: the tiny Qwen3 assets, built once per test session (about 1.5 minutes on 2 cores), and the
+one-rank SRPO and SDPO runs that several modules compare against (each run once per session).
 
 Set SRPO_VERL_E2E_ASSETS=DIR to reuse prebuilt assets (DIR/model, DIR/data/{train,test}.parquet), e.g. the ones
 `python -m srpo_verl.tiny.build --out DIR` or the quickstart (runs/tiny_assets_seed0) wrote.
@@ -8,6 +9,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+from srpo_verl.runs import CpuRun
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +27,16 @@ def tiny_assets(tmp_path_factory):
 
     built = build_tiny_assets(tmp_path_factory.mktemp("tiny"), seed=0)
     return built.model_dir, built.train_parquet, built.test_parquet
+
+
+@pytest.fixture(scope="session")
+def srpo(tiny_assets, tmp_path_factory):
+    """SRPO, 1 rank, one micro-batch per step: 3 steps with a checkpoint each step."""
+    return CpuRun(tmp_path_factory.mktemp("srpo"), *tiny_assets, "srpo.method=srpo", "trainer.total_training_steps=3",
+                  "trainer.save_freq=1")
+
+
+@pytest.fixture(scope="session")
+def sdpo(tiny_assets, tmp_path_factory):
+    """SDPO, 1 rank, 1 step on the same seed as ``srpo`` (the same step-1 batch)."""
+    return CpuRun(tmp_path_factory.mktemp("sdpo"), *tiny_assets, "srpo.method=sdpo", "trainer.total_training_steps=1")

@@ -6,6 +6,7 @@ Runs (each a real verl V1 trainer with Ray, TransferQueue, the hf rollout and th
   resumed    from srpo's step-2 checkpoint, step 3 only: must reproduce srpo's step 3 (the EMA teacher included);
   sdpo       1 step on the same seed (the same step-1 batch as srpo);
   grpo       srpo.method=grpo, 2 steps, against verl's own trainer (trainer_mode=sync) on the same config.
+The srpo and sdpo runs are session fixtures (tests/e2e/conftest.py), shared with the other e2e modules.
 Set SRPO_VERL_E2E_ASSETS=DIR to reuse prebuilt tiny assets (DIR/model, DIR/data/{train,test}.parquet).
 """
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import torch
@@ -22,28 +22,6 @@ from srpo_verl.runs import CpuRun
 from srpo_verl.verl_ext.layout import route_batch
 
 pytestmark = pytest.mark.e2e
-
-RUN_TIMEOUT_S = 600
-
-
-@pytest.fixture(scope="module")
-def assets(tiny_assets):
-    return tiny_assets
-
-
-def Run(workdir: Path, assets, *overrides: str) -> CpuRun:
-    return CpuRun(workdir, *assets, *overrides, timeout_s=RUN_TIMEOUT_S)
-
-
-@pytest.fixture(scope="module")
-def srpo(assets, tmp_path_factory):
-    return Run(tmp_path_factory.mktemp("srpo"), assets, "srpo.method=srpo", "trainer.total_training_steps=3",
-               "trainer.save_freq=1")
-
-
-@pytest.fixture(scope="module")
-def sdpo(assets, tmp_path_factory):
-    return Run(tmp_path_factory.mktemp("sdpo"), assets, "srpo.method=sdpo", "trainer.total_training_steps=1")
 
 
 def test_srpo_trains_with_routing_teacher_and_ema(srpo):
@@ -99,13 +77,13 @@ def test_srpo_teacher_samples_are_a_subset_of_sdpos_on_the_same_batch(srpo, sdpo
     assert sdpo.steps[1]["srpo/teacher/tokens"] >= srpo.steps[1]["srpo/teacher/tokens"]
 
 
-def test_resume_reproduces_the_next_step_with_the_ema_teacher(srpo, assets, tmp_path_factory):
+def test_resume_reproduces_the_next_step_with_the_ema_teacher(srpo, tiny_assets, tmp_path_factory):
     srpo.check([1, 2, 3])
     workdir = tmp_path_factory.mktemp("resumed")
     ckpt = workdir / "ckpt"
     shutil.copytree(srpo.workdir / "ckpt" / "global_step_2", ckpt / "global_step_2")
     (ckpt / "latest_checkpointed_iteration.txt").write_text("2")
-    resumed = Run(workdir, assets, "srpo.method=srpo", "trainer.total_training_steps=3", "trainer.save_freq=1",
+    resumed = CpuRun(workdir, *tiny_assets, "srpo.method=srpo", "trainer.total_training_steps=3", "trainer.save_freq=1",
                   "trainer.resume_mode=auto")
     resumed.check([3])
     fresh, again = srpo.steps[3], resumed.steps[3]
@@ -114,9 +92,9 @@ def test_resume_reproduces_the_next_step_with_the_ema_teacher(srpo, assets, tmp_
         assert again[key] == pytest.approx(fresh[key], rel=1e-5, abs=1e-7), key
 
 
-def test_grpo_method_is_verls_own_grpo_step_for_step(assets, tmp_path_factory):
-    ours = Run(tmp_path_factory.mktemp("grpo"), assets, "srpo.method=grpo", "trainer.total_training_steps=2")
-    verl = Run(tmp_path_factory.mktemp("verl_grpo"), assets, "trainer.v1.trainer_mode=sync",
+def test_grpo_method_is_verls_own_grpo_step_for_step(tiny_assets, tmp_path_factory):
+    ours = CpuRun(tmp_path_factory.mktemp("grpo"), *tiny_assets, "srpo.method=grpo", "trainer.total_training_steps=2")
+    verl = CpuRun(tmp_path_factory.mktemp("verl_grpo"), *tiny_assets, "trainer.v1.trainer_mode=sync",
                "trainer.total_training_steps=2")
     ours.check([1, 2])
     verl.check([1, 2])
