@@ -5,8 +5,9 @@
     python scripts/data/prepare_sciknoweval.py --from-hf --out data/          # needs internet
 
 Writes <out>/<task>/{train,test}.parquet and prints the counts; the paper's counts (1890/210, 720/80, 450/50,
-841/94) are enforced unless --no-count-check. Exit status 1 with a message naming the file, line and field when a
-split is missing or malformed. See docs/TASKS.md.
+841/94) are enforced unless --no-count-check. Exit status 1 with one line naming the file, line and field when a
+split is missing or malformed; exact duplicate rows and over-long prompts are dropped with a count per file and
+reason (warning lines on stderr), or refused with --strict. See docs/TASKS.md.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from srpo_verl.data import sciknoweval
-from srpo_verl.data.common import SPLITS, print_counts, write_task_splits
+from srpo_verl.data.common import (SPLITS, add_screen_arguments, print_counts, print_drops, screen_from_args,
+                                   write_task_splits)
 from srpo_verl.data.splits import SplitError
 
 
@@ -35,7 +37,9 @@ def parse_args(argv=None):
                         help=f"comma-separated subset of {','.join(sciknoweval.TASKS)} (default: all)")
     parser.add_argument("--no-count-check", action="store_true",
                         help="do not require the paper's row counts (for deliberately different splits)")
+    add_screen_arguments(parser)
     args = parser.parse_args(argv)
+    args.screen = screen_from_args(parser, args)
     args.tasks = [task.strip() for task in args.tasks.split(",") if task.strip()]
     unknown = [task for task in args.tasks if task not in sciknoweval.TASKS]
     if unknown or not args.tasks:
@@ -49,16 +53,19 @@ def main(argv=None) -> int:
     try:
         for task in args.tasks:
             if args.local is not None:
-                rows = {split: sciknoweval.read_local_split(args.local, task, split) for split in SPLITS}
+                rows = {split: sciknoweval.read_local_split(args.local, task, split, args.screen)
+                        for split in SPLITS}
                 source = f"{args.local}/sciknoweval/{task}"
             else:
-                rows = sciknoweval.rows_from_hf(task, sciknoweval.load_hf_rows(task))
+                rows = sciknoweval.rows_from_hf(task, sciknoweval.load_hf_rows(task), args.screen)
                 source = sciknoweval.hf_source(task)
             expected = None if args.no_count_check else sciknoweval.EXPECTED_COUNTS[task]
             written[task] = write_task_splits(task, rows, args.out, expected, source)
     except (SplitError, RuntimeError) as err:
+        print_drops(args.screen)
         print(f"error: {err}", file=sys.stderr)
         return 1
+    print_drops(args.screen)
     print_counts(written, sciknoweval.EXPECTED_COUNTS.get)
     return 0
 

@@ -6,7 +6,9 @@
 
 Writes <out>/tooluse/{train,test}.parquet and prints the counts; the paper's counts (4046/68) are enforced unless
 --no-count-check. The system prompt defaults to the SRPO paper's listing (--system-prompt srpo); --system-prompt
-sdpo reproduces the SDPO preprocessing (the rows' own `system`, null in these splits). See docs/TASKS.md.
+sdpo reproduces the SDPO preprocessing (the rows' own `system`, null in these splits). Exit status 1 with one line
+naming the file, line and field when a split is missing or malformed; exact duplicate rows and over-long prompts
+are dropped with a count per file and reason (warning lines on stderr), or refused with --strict. See docs/TASKS.md.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from srpo_verl.data import tooluse
-from srpo_verl.data.common import SPLITS, print_counts, write_task_splits
+from srpo_verl.data.common import (SPLITS, add_screen_arguments, print_counts, print_drops, screen_from_args,
+                                   write_task_splits)
 from srpo_verl.data.splits import SplitError
 
 
@@ -36,7 +39,9 @@ def parse_args(argv=None):
                         help="srpo: the SRPO paper's tool-use system prompt (default); sdpo: the row's own, if any")
     parser.add_argument("--no-count-check", action="store_true",
                         help="do not require the paper's row counts (for deliberately different splits)")
+    add_screen_arguments(parser)
     args = parser.parse_args(argv)
+    args.screen = screen_from_args(parser, args)
     args.splits = [split.strip() for split in args.splits.split(",") if split.strip()]
     if not args.splits or any(split not in SPLITS for split in args.splits):
         parser.error(f"--splits: choose from {','.join(SPLITS)}, got {args.splits}")
@@ -57,12 +62,14 @@ def main(argv=None) -> int:
                         "--splits test.")
             else:
                 path = tooluse.download_split(split, args.out / "_downloads")
-            rows[split] = tooluse.rows_from_file(path, split, args.system_prompt)
+            rows[split] = tooluse.rows_from_file(path, split, args.system_prompt, args.screen)
         expected = None if args.no_count_check else tooluse.EXPECTED_COUNTS
         written = {tooluse.TASK: write_task_splits(tooluse.TASK, rows, args.out, expected, str(args.local or "github"))}
     except (SplitError, RuntimeError) as err:
+        print_drops(args.screen)
         print(f"error: {err}", file=sys.stderr)
         return 1
+    print_drops(args.screen)
     print_counts(written, lambda task: tooluse.EXPECTED_COUNTS)
     return 0
 

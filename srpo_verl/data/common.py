@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
 from typing import Callable, NamedTuple
 
 from srpo_verl.data.parquet import write_verl_parquet
-from srpo_verl.data.splits import SplitError
+from srpo_verl.data.splits import MAX_PROMPT_CHARS, RowScreen, SplitError
 
 SPLITS = ("train", "test")
 
@@ -39,6 +41,19 @@ def check_count(task: str, split: str, actual: int, expected: SplitCounts, sourc
         )
 
 
+def check_splits_disjoint(task: str, rows_by_split: dict[str, list[dict]], source: str) -> None:
+    """Raise SplitError when a source row (same `source_idx`) is in two splits: a test row seen in training
+    inflates the test score."""
+    ids = {split: {row["extra_info"]["source_idx"] for row in rows} for split, rows in rows_by_split.items()}
+    names = list(ids)
+    for position, first in enumerate(names):
+        for second in names[position + 1:]:
+            shared = sorted(ids[first] & ids[second])
+            if shared:
+                raise SplitError(f"{task}: the {first} and the {second} split of {source} share {len(shared)} idx "
+                                 f"value(s), the first {shared[0]}; a test row seen in training inflates the test score")
+
+
 def write_task_splits(
     task: str,
     rows_by_split: dict[str, list[dict]],
@@ -48,8 +63,9 @@ def write_task_splits(
 ) -> dict[str, tuple[int, Path]]:
     """Check the counts (unless `expected` is None) and write `<out_dir>/<task>/<split>.parquet` for each split.
 
-    Returns {split: (rows, path)}. Counts are checked for every split before anything is written.
+    Returns {split: (rows, path)}. Counts and disjointness are checked for every split before anything is written.
     """
+    check_splits_disjoint(task, rows_by_split, source)
     if expected is not None:
         for split, rows in rows_by_split.items():
             check_count(task, split, len(rows), expected, source)
@@ -68,3 +84,25 @@ def print_counts(written: dict[str, dict[str, tuple[int, Path]]], expected: Call
         for split, (rows, path) in by_split.items():
             paper = getattr(counts, split) if counts is not None else "-"
             print(f"{task:<10} {split:<6} {rows:>6} {paper:>6}  {path}")
+
+
+def add_screen_arguments(parser: argparse.ArgumentParser) -> None:
+    """The scripts' --strict and --max-prompt-chars flags (see `splits.RowScreen`)."""
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse the rows that are otherwise dropped and counted (exact duplicates, over-long "
+                             "prompts)")
+    parser.add_argument("--max-prompt-chars", type=int, default=MAX_PROMPT_CHARS, metavar="N",
+                        help=f"longest prompt + system text of a row, in characters (default {MAX_PROMPT_CHARS:,})")
+
+
+def screen_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> RowScreen:
+    """The RowScreen the flags ask for (a usage error for a bound below 1)."""
+    if args.max_prompt_chars < 1:
+        parser.error(f"--max-prompt-chars must be a positive number of characters, got {args.max_prompt_chars}")
+    return RowScreen(strict=args.strict, max_prompt_chars=args.max_prompt_chars)
+
+
+def print_drops(screen: RowScreen) -> None:
+    """The rows `screen` dropped, one `warning:` line per file and reason, on stderr."""
+    for line in screen.summary():
+        print(f"warning: {line}", file=sys.stderr)

@@ -10,10 +10,11 @@ Two sources, one row format (the SDPO split format: `idx`, `prompt`, `system`, `
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from srpo_verl.data.common import SplitCounts, verl_row
-from srpo_verl.data.splits import SplitError, read_jsonl, require_field
+from srpo_verl.data.splits import RowScreen, SplitError, read_jsonl, require_field, screen_rows
 
 DATA_SOURCE = "sciknoweval"
 EXPECTED_COUNTS = {
@@ -24,6 +25,9 @@ EXPECTED_COUNTS = {
 }
 TASKS = tuple(EXPECTED_COUNTS)
 VALID_ANSWERS = ("A", "B", "C", "D")
+# The option lines of a user prompt ("A: text" at a line start) and the layouts of the two question types.
+_OPTION_LINE = re.compile(r"^([A-Z]): ", re.MULTILINE)
+OPTION_LAYOUTS = (("A", "B"), ("A", "B", "C", "D"))
 
 HF_DATASET = "hicai-zju/SciKnowEval"
 HF_CONFIGS = {"chemistry": "Chemistry", "physics": "Physics", "biology": "Biology", "material": "Material"}
@@ -44,6 +48,17 @@ USER_SUFFIX = "\nPlease reason step by step."
 DESCRIPTION_SUFFIX = " The solution will be evaluated in a mcq environment."
 
 
+def option_labels(path: Path | str, line_number: int, question: str) -> tuple[str, ...]:
+    """The option letters the user prompt lists ("A: ..." lines): A, B or A, B, C, D, else SplitError."""
+    labels = tuple(_OPTION_LINE.findall(question))
+    if not labels:
+        raise SplitError(f"{path}:{line_number}: field 'prompt' lists no options (lines 'A: ...', 'B: ...')")
+    if labels not in OPTION_LAYOUTS:
+        raise SplitError(f"{path}:{line_number}: field 'prompt' lists the options {', '.join(labels):.60}; expected "
+                         "A, B (2-choice) or A, B, C, D (4-choice)")
+    return labels
+
+
 def split_row_to_verl(path: Path | str, line_number: int, row: dict, task: str, split: str, index: int) -> dict:
     """A validated SDPO split row → a verl row. Prompt texts are used verbatim (no stripping)."""
     question = require_field(path, line_number, row, "prompt", str)
@@ -52,18 +67,23 @@ def split_row_to_verl(path: Path | str, line_number: int, row: dict, task: str, 
     source_idx = require_field(path, line_number, row, "idx", int)
     if answer not in VALID_ANSWERS:
         raise SplitError(f"{path}:{line_number}: field 'answer' must be one of {VALID_ANSWERS}, got {answer!r:.40}")
+    labels = option_labels(path, line_number, question)
+    if answer not in labels:
+        raise SplitError(f"{path}:{line_number}: field 'answer' is {answer!r} but the prompt's options are "
+                         f"{', '.join(labels)}")
     messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
     extra_info = {"split": split, "index": index, "source_idx": source_idx, "task": task}
     return verl_row(DATA_SOURCE, messages, "mcq", answer, extra_info)
 
 
-def read_local_split(splits_root: Path, task: str, split: str) -> list[dict]:
-    """verl rows of `<splits_root>/sciknoweval/<task>/<split>.json`, in file order."""
+def read_local_split(splits_root: Path, task: str, split: str, screen: RowScreen | None = None) -> list[dict]:
+    """verl rows of `<splits_root>/sciknoweval/<task>/<split>.json`, in file order. `screen` counts the dropped
+    rows (default: a strict one, which refuses them)."""
     if task not in EXPECTED_COUNTS:
         raise ValueError(f"unknown SciKnowEval task {task!r}; known: {', '.join(TASKS)}")
     path = Path(splits_root) / "sciknoweval" / task / f"{split}.json"
-    return [split_row_to_verl(path, line, row, task, split, index)
-            for index, (line, row) in enumerate(read_jsonl(path))]
+    rows = screen_rows(path, read_jsonl(path), screen or RowScreen())
+    return [split_row_to_verl(path, line, row, task, split, index) for index, (line, row) in enumerate(rows)]
 
 
 # ---- from Hugging Face -------------------------------------------------------------------------------------------
@@ -125,14 +145,17 @@ def hf_source(task: str) -> str:
     return f"hf://{HF_DATASET}/{HF_CONFIGS[task]}"
 
 
-def rows_from_hf(task: str, hf_rows: list[dict]) -> dict[str, list[dict]]:
-    """Filter, number, split and convert the HF rows of one task into verl rows by split."""
+def rows_from_hf(task: str, hf_rows: list[dict], screen: RowScreen | None = None) -> dict[str, list[dict]]:
+    """Filter, number, split and convert the HF rows of one task into verl rows by split. Messages name a row by
+    its number in the filtered list, 1-based (the SDPO idx + 1); `screen` as in `read_local_split`."""
     selected = [row for row in hf_rows if is_l3_mcq(row)]
     split_rows = [hf_row_to_split_row(row, idx) for idx, row in enumerate(selected)]
     train_positions, test_positions = split_train_test(len(split_rows))
     source = hf_source(task)
+    screen = screen or RowScreen()
     out = {}
     for split, positions in (("train", train_positions), ("test", test_positions)):
-        out[split] = [split_row_to_verl(source, split_rows[pos]["idx"] + 1, split_rows[pos], task, split, index)
-                      for index, pos in enumerate(positions)]
+        numbered = screen_rows(source, [(split_rows[pos]["idx"] + 1, split_rows[pos]) for pos in positions], screen)
+        out[split] = [split_row_to_verl(source, line, row, task, split, index)
+                      for index, (line, row) in enumerate(numbered)]
     return out

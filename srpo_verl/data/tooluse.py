@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 from srpo_verl.data.common import SplitCounts, verl_row
-from srpo_verl.data.splits import SplitError, read_jsonl, require_field
+from srpo_verl.data.splits import RowScreen, SplitError, read_jsonl, require_field, screen_rows
 from srpo_verl.rewards.tooluse import parse_gold
 
 DATA_SOURCE = "tooluse"
@@ -59,10 +59,11 @@ def split_row_to_verl(path: Path, line_number: int, row: dict, split: str, index
     return verl_row(DATA_SOURCE, messages, "tooluse", answer, extra_info)
 
 
-def rows_from_file(path: Path, split: str, system_prompt: str) -> list[dict]:
-    """verl rows of one split file, in file order."""
-    return [split_row_to_verl(path, line, row, split, index, system_prompt)
-            for index, (line, row) in enumerate(read_jsonl(path))]
+def rows_from_file(path: Path, split: str, system_prompt: str, screen: RowScreen | None = None) -> list[dict]:
+    """verl rows of one split file, in file order. `screen` counts the dropped rows (default: a strict one, which
+    refuses them)."""
+    rows = screen_rows(path, read_jsonl(path), screen or RowScreen())
+    return [split_row_to_verl(path, line, row, split, index, system_prompt) for index, (line, row) in enumerate(rows)]
 
 
 def local_split_path(splits_root: Path, split: str) -> Path:

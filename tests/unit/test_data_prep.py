@@ -141,6 +141,170 @@ def test_count_check_can_be_waived_for_a_deliberately_different_split(splits_roo
     assert len(pd.read_parquet(tmp_path / "out" / "biology" / "test.parquet")) == 49
 
 
+# ---- rows refused or dropped (issue 12 §3; docs/TASKS.md "What is refused, what is dropped") ----------------------
+
+REFUSAL_HINT = " (refused under --strict; without it such rows are dropped and counted)"
+
+
+def _append_line(path, line):
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(line + "\n")
+
+
+def _line(path, line_number):
+    return path.read_text(encoding="utf-8").splitlines()[line_number - 1]
+
+
+def _break_utf8(path, line_number, field):
+    """Put the byte 0xff right after the opening quote of `field` on `line_number`; returns its 1-based column."""
+    lines = path.read_bytes().split(b"\n")
+    cut = re.search(f'"{field}": ?"'.encode(), lines[line_number - 1]).end()
+    lines[line_number - 1] = lines[line_number - 1][:cut] + b"\xff" + lines[line_number - 1][cut:]
+    path.write_bytes(b"\n".join(lines))
+    return len(lines[line_number - 1][:cut].decode("utf-8")) + 1
+
+
+def _run_sciknoweval(tmp_path, capsys, *extra):
+    argv = ["--local", str(tmp_path / "splits"), "--out", str(tmp_path / "out"), "--tasks", "biology", *extra]
+    code = _load_script("prepare_sciknoweval").main(argv)
+    captured = capsys.readouterr()
+    return code, captured.err.splitlines(), captured.out
+
+
+def test_invalid_utf8_is_one_line_naming_file_line_field_and_column(splits_root, tmp_path, capsys):
+    task_dir = _copy_split_tree(splits_root, tmp_path / "splits")
+    column = _break_utf8(task_dir / "test.json", 4, "prompt")
+    code, err, _ = _run_sciknoweval(tmp_path, capsys)
+    assert code == 1
+    assert err == [f"error: {task_dir / 'test.json'}:4: field 'prompt' is not valid UTF-8 (byte 0xff at column {column})"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_invalid_utf8_from_the_command_line_exits_1_without_a_traceback(splits_root, tmp_path):
+    import subprocess
+    import sys
+
+    task_dir = _copy_split_tree(splits_root, tmp_path / "splits")
+    column = _break_utf8(task_dir / "train.json", 2, "system")
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "data" / "prepare_sciknoweval.py"), "--local",
+                           str(tmp_path / "splits"), "--out", str(tmp_path / "out"), "--tasks", "biology"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr == (f"error: {task_dir / 'train.json'}:2: field 'system' is not valid UTF-8 "
+                           f"(byte 0xff at column {column})\n")
+
+
+def test_invalid_utf8_outside_a_json_object_names_line_and_column(tmp_path):
+    from srpo_verl.data.splits import SplitError, read_jsonl
+
+    path = tmp_path / "rows.json"
+    path.write_bytes(b'{"idx": 0}\n[1, "\xc3\x28"]\n')
+    with pytest.raises(SplitError) as caught:
+        read_jsonl(path)
+    assert str(caught.value) == f"{path}:2: not valid UTF-8 (byte 0xc3 at column 6)"
+
+
+@pytest.mark.parametrize("mutate, line, message", [
+    # line 2 of biology/test.json is a 2-choice question (idx 132, answer B)
+    (_set_field("answer", "D"), 2, "field 'answer' is 'D' but the prompt's options are A, B"),
+    (_set_field("prompt", "Which protein folds fastest?\nPlease reason step by step."), 3,
+     "field 'prompt' lists no options (lines 'A: ...', 'B: ...')"),
+    (_set_field("prompt", "Pick one.\n\nA: x\nPlease reason step by step."), 3,
+     "field 'prompt' lists the options A; expected A, B (2-choice) or A, B, C, D (4-choice)"),
+    (_set_field("prompt", "Pick one.\n\nA: x\nC: y\nPlease reason step by step."), 3,
+     "field 'prompt' lists the options A, C; expected A, B (2-choice) or A, B, C, D (4-choice)"),
+    (_set_field("prompt", "Pick one.\n\nA: w\nB: x\nC: y\nD: z\nE: v\nPlease reason step by step."), 3,
+     "field 'prompt' lists the options A, B, C, D, E; expected A, B (2-choice) or A, B, C, D (4-choice)"),
+])
+def test_malformed_mcq_rows_are_refused_with_one_line(mutate, line, message, splits_root, tmp_path, capsys):
+    task_dir = _copy_split_tree(splits_root, tmp_path / "splits")
+    _rewrite_line(task_dir / "test.json", line, mutate)
+    code, err, _ = _run_sciknoweval(tmp_path, capsys)
+    assert (code, err) == (1, [f"error: {task_dir / 'test.json'}:{line}: {message}"])
+
+
+def test_duplicate_rows_are_dropped_and_counted_or_refused_under_strict(splits_root, tmp_path, capsys):
+    task_dir = _copy_split_tree(splits_root, tmp_path / "splits")
+    train = task_dir / "train.json"
+    _append_line(train, _line(train, 3))  # idx 164 again, same content: line 451
+    _append_line(train, _line(train, 7))  # line 452
+    code, err, _ = _run_sciknoweval(tmp_path, capsys)
+    assert code == 0
+    assert err == [f"warning: {train}: dropped 2 rows: duplicates of an earlier row (same idx and content) "
+                   "(--strict refuses them)"]
+    frame = pd.read_parquet(tmp_path / "out" / "biology" / "train.parquet")
+    assert len(frame) == 450 and frame["extra_info"].map(lambda e: e["source_idx"]).is_unique
+    assert list(frame["extra_info"].map(lambda e: e["index"])) == list(range(450))
+    code, err, _ = _run_sciknoweval(tmp_path, capsys, "--strict")
+    assert (code, err) == (1, [f"error: {train}:451: field 'idx' 164: the same row as line 3{REFUSAL_HINT}"])
+
+
+def test_a_repeated_idx_with_other_content_is_refused(splits_root, tmp_path, capsys):
+    task_dir = _copy_split_tree(splits_root, tmp_path / "splits")
+    train = task_dir / "train.json"
+    _append_line(train, _set_field("answer", "A" if json.loads(_line(train, 3))["answer"] != "A" else "B")(
+        _line(train, 3)))
+    code, err, _ = _run_sciknoweval(tmp_path, capsys)
+    assert (code, err) == (1, [f"error: {train}:451: field 'idx' 164 is already used by line 3 for a different row"])
+
+
+def test_a_row_in_both_train_and_test_is_refused(splits_root, tmp_path, capsys):
+    task_dir = _copy_split_tree(splits_root, tmp_path / "splits")
+    _rewrite_line(task_dir / "train.json", 1, lambda line: _line(task_dir / "test.json", 1))  # idx 473
+    code, err, _ = _run_sciknoweval(tmp_path, capsys)
+    assert (code, err) == (1, [f"error: biology: the train and the test split of {tmp_path / 'splits'}/sciknoweval/"
+                               "biology share 1 idx value(s), the first 473; a test row seen in training inflates "
+                               "the test score"])
+
+
+FIFTY_MB = 50 * 1000 * 1000
+
+
+def test_a_50_mb_prompt_is_dropped_and_counted_or_refused_under_strict(splits_root, tmp_path, capsys):
+    task_dir = _copy_split_tree(splits_root, tmp_path / "splits")
+    test = task_dir / "test.json"
+    row = json.loads(_line(test, 1))
+    _append_line(test, json.dumps(dict(row, idx=99999, prompt="Which one?\n\nA: x\nB: " + "y" * FIFTY_MB)))
+    chars = len(json.loads(_line(test, 51))["prompt"]) + len(row["system"])
+    code, err, _ = _run_sciknoweval(tmp_path, capsys)
+    assert code == 0
+    assert err == [f"warning: {test}: dropped 1 row: prompt longer than 1,000,000 characters (--strict refuses them)"]
+    assert len(pd.read_parquet(tmp_path / "out" / "biology" / "test.parquet")) == 50
+    code, err, _ = _run_sciknoweval(tmp_path, capsys, "--strict")
+    assert (code, err) == (1, [f"error: {test}:51: fields 'prompt' and 'system' hold {chars:,} characters, over the "
+                               f"1,000,000-character bound (--max-prompt-chars){REFUSAL_HINT}"])
+
+
+def test_the_prompt_bound_is_a_flag_and_counts_prompt_and_system(splits_root, tmp_path, capsys):
+    from srpo_verl.data.splits import RowScreen
+
+    _copy_split_tree(splits_root, tmp_path / "splits")
+    rows = sciknoweval.read_local_split(tmp_path / "splits", "biology", "test")
+    lengths = [sum(len(m["content"]) for m in row["prompt"]) for row in rows]
+    longest = max(lengths)
+    assert longest == 944 + len(sciknoweval.SYSTEM_PROMPT) and lengths.count(longest) == 10
+    screen = RowScreen(strict=False, max_prompt_chars=longest - 1)
+    assert len(sciknoweval.read_local_split(tmp_path / "splits", "biology", "test", screen)) == 40
+    assert screen.summary() == [f"{tmp_path / 'splits'}/sciknoweval/biology/test.json: dropped 10 rows: prompt "
+                                f"longer than {longest - 1:,} characters (--strict refuses them)"]
+    screen = RowScreen(strict=False, max_prompt_chars=longest)
+    assert len(sciknoweval.read_local_split(tmp_path / "splits", "biology", "test", screen)) == 50
+    with pytest.raises(SystemExit) as usage_error:  # argparse's usage error, status 2
+        _run_sciknoweval(tmp_path, capsys, "--max-prompt-chars", "0")
+    assert usage_error.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        "error: --max-prompt-chars must be a positive number of characters, got 0")
+
+
+def test_library_readers_refuse_rather_than_drop_by_default(splits_root, tmp_path):
+    from srpo_verl.data.splits import SplitError
+
+    task_dir = _copy_split_tree(splits_root, tmp_path / "splits")
+    _append_line(task_dir / "test.json", _line(task_dir / "test.json", 1))
+    with pytest.raises(SplitError, match=r"test\.json:51: field 'idx' 473: the same row as line 1 \(refused"):
+        sciknoweval.read_local_split(tmp_path / "splits", "biology", "test")
+
+
 # ---- SciKnowEval from Hugging Face (offline checks of the same code path) ----------------------------------------
 
 def _split_options(prompt, question):
@@ -268,6 +432,35 @@ def test_tooluse_malformed_rows_fail_naming_line_and_field(mutate, message, spli
     argv = ["--local", str(root), "--out", str(tmp_path / "out"), "--no-count-check"]
     assert _load_script("prepare_tooluse").main(argv) == 1
     assert re.search(message, capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("answer, message", [
+    ("[]", "tooluse ground_truth is an empty list of calls: no completion can score on it"),
+    ('[{"Action": "", "Action_Input": "{}"}]', "tooluse ground_truth call 0 Action is empty"),
+    ('[{"Action": 5, "Action_Input": "{}"}]', "tooluse ground_truth call 0 Action must be a string, got int"),
+])
+def test_tooluse_gold_lists_no_completion_can_match_are_refused(answer, message, splits_root, tmp_path, capsys):
+    root = _write_small_tooluse_tree(tmp_path / "splits", splits_root)
+    _rewrite_line(root / "tooluse" / "train.json", 2, _set_field("answer", answer))
+    argv = ["--local", str(root), "--out", str(tmp_path / "out"), "--no-count-check"]
+    assert _load_script("prepare_tooluse").main(argv) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {root / 'tooluse' / 'train.json'}:2: field 'answer' is not a valid gold call list: {message}"]
+
+
+def test_tooluse_duplicates_and_invalid_utf8(splits_root, tmp_path, capsys):
+    root = _write_small_tooluse_tree(tmp_path / "splits", splits_root)
+    train = root / "tooluse" / "train.json"
+    _append_line(train, _line(train, 5))
+    argv = ["--local", str(root), "--out", str(tmp_path / "out"), "--no-count-check"]
+    assert _load_script("prepare_tooluse").main(argv) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: {train}: dropped 1 row: duplicates of an earlier row (same idx and content) (--strict refuses them)"]
+    assert len(pd.read_parquet(tmp_path / "out" / "tooluse" / "train.parquet")) == 5
+    column = _break_utf8(train, 3, "prompt")
+    assert _load_script("prepare_tooluse").main(argv) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {train}:3: field 'prompt' is not valid UTF-8 (byte 0xff at column {column})"]
 
 
 def test_tooluse_download_offline_fails_with_a_clear_message(monkeypatch, tmp_path):
