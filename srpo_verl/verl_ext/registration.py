@@ -8,6 +8,7 @@ to the moment verl's trainer module is first imported.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from srpo_verl.import_hooks import after_import
@@ -47,3 +48,14 @@ def assert_registered(where: str) -> None:
     trainer_base = sys.modules.get(TRAINER_MODULE)
     if trainer_base is not None and TRAINER_NAME not in trainer_base.TRAINER_REGISTRY:
         raise RuntimeError(f"trainer '{TRAINER_NAME}' is missing from verl's registry in this {where}")
+    # One line per checked process: on a cluster it shows the plugin loaded on every node (the multi-node test
+    # reads it from the job's log).
+    print(f"[srpo_verl] registered in this {where} (pid {os.getpid()}, {_ray_node()})", flush=True)
+
+
+def _ray_node() -> str:
+    """'ray node <id> at <ip>' when this process is connected to Ray, else 'no ray'."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return "no ray"
+    return f"ray node {ray.get_runtime_context().get_node_id()} at {ray.util.get_node_ip_address()}"
