@@ -162,6 +162,10 @@ def validate_run_config(config: Mapping[str, Any]) -> SRPOSettings:
                "rollouts")
     if _get(config, "distillation.enabled", False):
         refuse("distillation.enabled", True, "verl's own distillation and SRPO's teacher cannot both run")
+    if _get(config, "trainer.default_hdfs_dir", None):
+        refuse("trainer.default_hdfs_dir", _get(config, "trainer.default_hdfs_dir"), "verl 0.9.1's FSDP checkpoint "
+               "manager never uploads (its hdfs_path is unused) and the V1 trainer never downloads, so neither actor/ "
+               "nor the EMA teacher's teacher/ would reach it; set it to null and copy trainer.default_local_dir")
 
     mini = _get(config, "actor_rollout_ref.actor.ppo_mini_batch_size")
     batch = _get(config, "data.train_batch_size")

@@ -43,6 +43,14 @@ logger = logging.getLogger(__name__)
 TEACHER_PARTITION = "srpo_teacher"
 
 
+def actor_checkpoints_to_keep(trainer_config) -> int | None:
+    """How many actor checkpoints verl 0.9.1 keeps (PPOTrainer._save_checkpoint): 1 with the deprecated
+    ``remove_previous_ckpt_in_save``, else ``max_actor_ckpt_to_keep`` (None: all). The teacher keeps as many."""
+    if trainer_config.get("remove_previous_ckpt_in_save", False):
+        return 1
+    return trainer_config.get("max_actor_ckpt_to_keep", None)
+
+
 class SRPOTrainer(PPOTrainerSync):
     """Registered as ``trainer.v1.trainer_mode=srpo`` (see registration.py)."""
 
@@ -262,8 +270,12 @@ class SRPOTrainer(PPOTrainerSync):
             grad_norm = metrics.get("actor/grad_norm")
             finite = grad_norm is None or math.isfinite(float(grad_norm))
             if finite:
-                deltas = self.actor_rollout_wg.ema_update_teacher(self.srpo.ema_rate)
-                metrics["srpo/teacher/ema_max_abs_delta"] = max(deltas)
+                per_rank = self.actor_rollout_wg.ema_update_teacher(self.srpo.ema_rate)  # worker.ema_update_teacher
+                finite = all(r["applied"] for r in per_rank)
+                metrics["srpo/teacher/ema_max_abs_delta"] = max(r["max_abs_delta"] for r in per_rank)
+                if not finite:
+                    logger.warning("step %d: non-finite actor weights on rank(s) %s; EMA teacher update skipped",
+                                   self.global_steps, [i for i, r in enumerate(per_rank) if not r["actor_finite"]])
             else:
                 logger.warning("step %d: grad norm %s is not finite; EMA teacher update skipped", self.global_steps,
                                grad_norm)
@@ -278,10 +290,13 @@ class SRPOTrainer(PPOTrainerSync):
         return os.path.join(folder, f"global_step_{step}")
 
     def _save_checkpoint(self):
-        # The teacher goes first: verl's save ends by marking the step as the latest complete checkpoint.
+        # The teacher goes first: verl's save ends by marking the step as the latest complete checkpoint. It rotates
+        # with the actor (the same number kept); trainer.default_hdfs_dir is refused at start-up for the teacher
+        # methods (config.py: verl 0.9.1's FSDP checkpoint manager never uploads, so neither would reach it).
         if self.srpo.uses_teacher:
             path = os.path.join(self._step_folder(self.global_steps), "teacher")
-            self.actor_rollout_wg.save_teacher(path, self.global_steps)
+            self.actor_rollout_wg.save_teacher(path, self.global_steps,
+                                               max_ckpt_to_keep=actor_checkpoints_to_keep(self.config.trainer))
         super()._save_checkpoint()
 
     def _load_checkpoint(self):

@@ -23,13 +23,17 @@ from verl.single_controller.base.decorator import Dispatch, make_nd_compute_data
 from verl.trainer.config.config import CheckpointConfig
 from verl.utils import tensordict_utils as tu
 from verl.utils.config import omega_conf_to_dataclass
+from verl.utils.device import get_device_name
+from verl.utils.memory_utils import aggressive_empty_cache
 from verl.workers.config import ActorConfig, HFModelConfig, MtpConfig
 from verl.workers.engine_workers import ActorRolloutRefWorker, TrainingWorker, TrainingWorkerConfig
 
+from srpo_verl.core.ema import ema_update_
 from srpo_verl.verl_ext import loss as srpo_loss_module
 from srpo_verl.verl_ext.config import SRPOSettings
 from srpo_verl.verl_ext.layout import pack_response_field, response_positions, select_rows, to_jagged
 from srpo_verl.verl_ext.registration import assert_registered
+from srpo_verl.verl_ext.teacher_layout import derive_teacher_ref
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +43,15 @@ WORKER_SETTINGS_KEY = "srpo"
 
 def _local(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.to_local() if hasattr(tensor, "to_local") else tensor
+
+
+def _all_ranks_agree(local_ok: bool) -> bool:
+    """True when ``local_ok`` holds on every rank (one all-reduce of a flag; this rank alone without a group)."""
+    if not (torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1):
+        return local_ok
+    flag = torch.tensor([int(local_ok)], dtype=torch.int32, device=get_device_name())
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+    return bool(flag.item())
 
 
 def _response_frame(values: torch.Tensor, data, rows: torch.Tensor | None) -> torch.Tensor:
@@ -77,17 +90,35 @@ class SRPOWorker(ActorRolloutRefWorker):
         self.actor.set_loss_fn(self.loss_fn)
         self.teacher = self._build_teacher()
         self.teacher.set_loss_fn(partial(srpo_loss_module.srpo_loss, self.srpo, None))
-        dtypes = {p.dtype for p in self._teacher_module().parameters()}
-        if dtypes != {torch.float32}:
-            raise ValueError(
-                f"the EMA teacher's parameters are {sorted(map(str, dtypes))}; the EMA must accumulate in fp32: set "
-                "actor_rollout_ref.ref.fsdp_config.model_dtype=fp32"
-            )
+        self._check_teacher_shards()
+        # verl empties the device cache at the end of its init_model so that a colocated vLLM sees the free memory;
+        # the teacher was built after that
+        aggressive_empty_cache(force_sync=True)
         logger.info("SRPO teacher engine built (%s, EMA rate %s)", self.srpo.method, self.srpo.ema_rate)
 
+    def _check_teacher_shards(self) -> None:
+        """Every teacher shard is fp32 and has the actor shard's shape on this rank (the EMA pairs them 1:1)."""
+        teacher = dict(self._teacher_module().named_parameters())
+        actor = dict(self.actor.engine.module.named_parameters())
+        if set(teacher) != set(actor):
+            missing, extra = sorted(set(actor) - set(teacher)), sorted(set(teacher) - set(actor))
+            raise ValueError(f"the EMA teacher's parameters differ from the actor's (missing {missing[:3]}, extra "
+                             f"{extra[:3]}): check actor_rollout_ref.{{actor,ref}}.strategy and fsdp_config.wrap_policy")
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        for name, actor_param in actor.items():
+            t, a = _local(teacher[name].data), _local(actor_param.data)
+            if t.dtype != torch.float32:
+                raise ValueError(f"the EMA teacher's {name} is {t.dtype}; the EMA must accumulate in fp32: set "
+                                 "actor_rollout_ref.ref.fsdp_config.model_dtype=fp32")
+            if t.shape != a.shape:
+                raise ValueError(f"rank {rank}: the EMA teacher's shard of {name} is {tuple(t.shape)}, the actor's "
+                                 f"is {tuple(a.shape)}: the teacher must be sharded like the actor "
+                                 "(actor_rollout_ref.actor.fsdp_config.fsdp_size / strategy)")
+
     def _build_teacher(self) -> TrainingWorker:
-        """A forward-only engine from a deep copy of `actor_rollout_ref.ref` (verl mutates its ref config)."""
-        ref = deepcopy(self.config.ref)
+        """A forward-only engine from a deep copy of `actor_rollout_ref.ref` (verl mutates its ref config), with the
+        actor's FSDP layout (teacher_layout.py: the shards the EMA writes must be the actor's)."""
+        ref = derive_teacher_ref(self.config)
         rollout = self.config.rollout
         with open_dict(ref):
             ref.ppo_mini_batch_size = self.config.actor.ppo_mini_batch_size
@@ -179,26 +210,28 @@ class SRPOWorker(ActorRolloutRefWorker):
 
     # ------------------------------------------------------------------ EMA and checkpoints
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
-    def ema_update_teacher(self, rate: float) -> float:
-        """θ_T ← (1 − rate)·θ_T + rate·θ on this rank's shards (fp32; the teacher is CPU-offloaded, so the
-        actor shard is copied to it). Returns the largest |Δθ_T| on this rank."""
-        largest = []  # per-parameter max |Δ| as tensors: one host sync at the end, not one per parameter
+    def ema_update_teacher(self, rate: float) -> dict:
+        """θ_T ← (1 − rate)·θ_T + rate·θ on this rank's shards, in fp32 (srpo_verl.core.ema: the lerp runs on the
+        actor's device, the teacher's host-resident shards staged through it a chunk at a time).
+
+        Nothing is written when any actor value on any rank is non-finite. Returns this rank's
+        ``{"applied": bool, "actor_finite": bool, "max_abs_delta": float}`` (max |Δθ_T|, 0.0 when not applied)."""
+        teacher_params = dict(self._teacher_module().named_parameters())
+        names, teacher, actor = [], [], []
+        for name, actor_param in self.actor.engine.module.named_parameters():
+            if name not in teacher_params:
+                raise KeyError(f"actor parameter {name} has no teacher counterpart")
+            names.append(name)
+            teacher.append(_local(teacher_params[name].data))
+            actor.append(_local(actor_param.data))
         with torch.no_grad():
-            teacher_params = dict(self._teacher_module().named_parameters())
-            for name, actor_param in self.actor.engine.module.named_parameters():
-                if name not in teacher_params:
-                    raise KeyError(f"actor parameter {name} has no teacher counterpart")
-                target = _local(teacher_params[name].data)
-                source = _local(actor_param.data).to(device=target.device, dtype=target.dtype)
-                delta = (source - target).mul_(rate)
-                target.add_(delta)
-                if delta.numel():
-                    largest.append(delta.abs().max())
-        return float(torch.stack(largest).max()) if largest else 0.0
+            return ema_update_(teacher, actor, rate, names=names, agree=_all_ranks_agree).as_dict()
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
-    def save_teacher(self, local_path: str, global_step: int):
-        self.teacher.save_checkpoint(local_path, None, global_step, max_ckpt_to_keep=None)
+    def save_teacher(self, local_path: str, global_step: int, max_ckpt_to_keep: int | None = None):
+        """Model-only teacher checkpoint; ``max_ckpt_to_keep`` rotates the teacher/ folders like verl rotates actor/
+        (this engine's checkpoint manager remembers the folders it wrote in this process)."""
+        self.teacher.save_checkpoint(local_path, None, global_step, max_ckpt_to_keep=max_ckpt_to_keep)
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def load_teacher(self, local_path: str):
