@@ -47,11 +47,11 @@ from typing import NamedTuple
 from srpo_verl.rewards.result import MAX_COMPLETION_CHARS, clip_for_log, make_result
 
 MAX_ACTION_MENTIONS = 256
+MAX_ACTION_LINE_CHARS = 1 << 10
 MAX_ARGUMENT_CHARS = 1 << 14
 # An Action Input is first decoded from this many characters (every gold input fits), then from the rest of the
 # budget: a long run of calls copies small windows, not the whole budget each time.
 _FIRST_WINDOW_CHARS = 1 << 10
-MAX_ACTION_LINE_CHARS = 1 << 10
 _MARKER_AT = re.compile(r"(Action Input|Action)[ \t]*:")
 # Regexes, not str.strip(chars): on a megabyte of blanks strip(" \t") is ~50x slower than a regex run.
 _INDENT = re.compile(r"[ \t]*")

@@ -305,6 +305,16 @@ def test_library_readers_refuse_rather_than_drop_by_default(splits_root, tmp_pat
         sciknoweval.read_local_split(tmp_path / "splits", "biology", "test")
 
 
+def test_the_paper_splits_share_one_materials_question_under_two_idx(splits_root):
+    """Kept as the paper's split (docs/TASKS.md): the check across splits is by idx, not by prompt text."""
+    shared = []
+    train = {row["prompt"]: row for row in load_jsonl(splits_root / "sciknoweval" / "material" / "train.json")}
+    for row in load_jsonl(splits_root / "sciknoweval" / "material" / "test.json"):
+        if row["prompt"] in train:
+            shared.append((train[row["prompt"]]["idx"], row["idx"], train[row["prompt"]]["answer"], row["answer"]))
+    assert shared == [(377, 365, "B", "B")]
+
+
 # ---- SciKnowEval from Hugging Face (offline checks of the same code path) ----------------------------------------
 
 def _split_options(prompt, question):
