@@ -17,7 +17,8 @@ FEEDBACK_TEMPLATE = "\nThe following is feedback from your unsuccessful earlier 
 
 TRUNCATION_MODES = ("demo", "right", "error")
 
-_THINK_BLOCK = re.compile(r"<think>.*?</think>", flags=re.DOTALL)
+# A thinking block and the whitespace right after it: the only text the SDPO code removes from a demonstration.
+_THINK_BLOCK = re.compile(r"<think>.*?</think>\s*", flags=re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -40,11 +41,13 @@ class TeacherTemplates:
 
 
 def strip_thinking(text: str) -> str:
-    """Remove ``<think>…</think>`` blocks (and a dangling prefix ending in ``</think>``) from a demonstration."""
-    text = _THINK_BLOCK.sub("", text)
-    if "</think>" in text and "<think>" not in text:
-        text = text.split("</think>", 1)[1]
-    return text.strip()
+    """Remove every ``<think>…</think>`` block together with the whitespace that follows it, and nothing else.
+
+    This is the SDPO code's demonstration text character for character (lasgroup/SDPO ``_remove_thinking_trace``):
+    whitespace before a block or at either end of the text is kept, and a dangling ``…</think>`` without its
+    opening tag (a response whose ``<think>`` was in the prompt) is left as it is.
+    """
+    return _THINK_BLOCK.sub("", text)
 
 
 def demonstration_texts(

@@ -64,11 +64,21 @@ def test_curly_braces_in_question_demo_and_feedback_survive():
     assert "attempt:\n\n{}" + TRAILER in content
 
 
-def test_strip_thinking():
+def test_strip_thinking_is_the_sdpo_codes_text_character_for_character():
+    # lasgroup/SDPO removes `<think>...</think>\s*` (DOTALL, non-greedy) and touches nothing else
     assert strip_thinking("<think>long\nthoughts</think>\n<answer>B</answer>") == "<answer>B</answer>"
     assert strip_thinking("a<think>x</think>b<think>y</think>c") == "abc"
-    assert strip_thinking("half a thought</think> final") == "final"
     assert strip_thinking("no tags") == "no tags"
+    # whitespace after a block goes with it (spaces, tabs, several newlines); before it and at the ends it stays
+    assert strip_thinking("<think>t</think> \t\n\n  answer") == "answer"
+    assert strip_thinking("  lead <think>t</think>\nend\n") == "  lead end\n"
+    assert strip_thinking("\nanswer\n\n") == "\nanswer\n\n"
+    # a dangling `...</think>` (its opening tag was in the prompt) is kept as it is, not cut
+    assert strip_thinking("half a thought</think> final") == "half a thought</think> final"
+    assert strip_thinking("half</think>\n<think>b</think>\nfinal") == "half</think>\nfinal"
+    # non-greedy: an unclosed <think> stays; a nested-looking block ends at the first </think>
+    assert strip_thinking("<think>open without close") == "<think>open without close"
+    assert strip_thinking("<think>a<think>b</think>c</think>d") == "c</think>d"
 
 
 def test_demonstration_texts_follow_demo_index():
