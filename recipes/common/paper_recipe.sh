@@ -34,6 +34,14 @@ ROLLOUT_N=${ROLLOUT_N:-8}                    # rollouts per question
 MAX_PROMPT_LEN=${MAX_PROMPT_LEN:-2048}
 MAX_RESPONSE_LEN=${MAX_RESPONSE_LEN:-8192}
 MAX_REPROMPT_LEN=${MAX_REPROMPT_LEN:-10240}  # teacher prompt cap (question + demonstration)
+# How a teacher prompt over MAX_REPROMPT_LEN is cut (srpo.reprompt_truncation): the SDPO baselines use the official
+# SDPO code's `right` (the token sequence is cut at the cap, as its apply_chat_template(truncation=True) does);
+# SRPO and its ablations keep srpo_verl's `demo` (shorten the demonstration, keep the question's end, the closing
+# instruction and the generation header). docs/SRPO_ON_VERL.md "Baseline fidelity".
+case "${METHOD:-}" in
+    sdpo|sdpo_*) REPROMPT_TRUNCATION=${REPROMPT_TRUNCATION:-right} ;;
+    *) REPROMPT_TRUNCATION=${REPROMPT_TRUNCATION:-demo} ;;
+esac
 VAL_N=${VAL_N:-16}                           # avg@16
 VAL_TEMPERATURE=${VAL_TEMPERATURE:-0.6}
 VAL_TOP_P=${VAL_TOP_P:-0.95}
@@ -86,6 +94,15 @@ srpo_paper_run() {
     local tensorboard_dir="${run_dir}/tensorboard"
     export VERL_FILE_LOGGER_PATH="${jsonl}" TENSORBOARD_DIR="${tensorboard_dir}"
     export TOKENIZERS_PARALLELISM=${TOKENIZERS_PARALLELISM:-false}
+    # Belt and braces for the teacher methods: verl computes sampled-token log-probs with flash-attn's Triton
+    # cross-entropy when flash-attn is installed, and its backward overwrites the logits in place. srpo_verl never
+    # lets it run on SDPO/SRPO logits (the worker sets distillation_only and returns its own log-probs); this keeps
+    # verl on its out-of-place torch path should any other pass call it. GRPO stays exactly verl's trainer.
+    local teacher_env=()
+    if [[ "${METHOD}" != "grpo" ]]; then
+        export VERL_DISABLE_FLASH_ATTN_CE=${VERL_DISABLE_FLASH_ATTN_CE:-1}
+        teacher_env=("++ray_kwargs.ray_init.runtime_env.env_vars.VERL_DISABLE_FLASH_ATTN_CE='${VERL_DISABLE_FLASH_ATTN_CE}'")
+    fi
 
     local args=(
         --config-name "${CONFIG_NAME}"
@@ -99,6 +116,7 @@ srpo_paper_run() {
         srpo.dw_beta=1.0
         srpo.adv_mix_lambda=0.9
         "srpo.max_reprompt_len=${MAX_REPROMPT_LEN}"
+        "srpo.reprompt_truncation=${REPROMPT_TRUNCATION}"
         srpo.include_environment_feedback=False
         algorithm.adv_estimator=grpo
         algorithm.norm_adv_by_std_in_grpo=False
@@ -166,6 +184,7 @@ srpo_paper_run() {
         # Ray actors on other nodes do not inherit this shell's environment: pass the log locations explicitly.
         "++ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH=${jsonl}"
         "++ray_kwargs.ray_init.runtime_env.env_vars.TENSORBOARD_DIR=${tensorboard_dir}"
+        "${teacher_env[@]}"
     )
 
     if [[ "${DRY_RUN}" == "1" ]]; then

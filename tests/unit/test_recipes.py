@@ -313,3 +313,27 @@ def test_real_dry_run_prints_the_same_config(real_dry_run, recorder, tmp_path, c
     composed = OmegaConf.to_container(compose_recipe(hydra_overrides(argv)), resolve=True)
     assert printed["trainer"]["total_training_steps"] == 11 and printed["srpo"]["method"] == "srpo"
     assert printed == composed
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=_recipe_id)
+def test_teacher_prompt_truncation_and_flash_attn_cross_entropy_per_method(recipe, recorder, tmp_path,
+                                                                           compose_recipe):
+    """The SDPO baselines cut an over-long teacher prompt like the official SDPO code (`right`), SRPO and its
+    ablations keep `demo`; every teacher method runs its Ray workers with VERL_DISABLE_FLASH_ATTN_CE=1 (a string,
+    as Ray's env_vars need), GRPO exactly as verl (no such variable)."""
+    method = recipe.stem.removeprefix("run_")
+    config = compose_recipe(hydra_overrides(recorded_argv(run_recipe(recipe, recorder, tmp_path))))
+    expected = "right" if method.startswith("sdpo") else "demo"
+    assert _get(config, "srpo.reprompt_truncation") == expected
+    env_vars = _get(config, "ray_kwargs.ray_init.runtime_env.env_vars")
+    if method == "grpo":
+        assert "VERL_DISABLE_FLASH_ATTN_CE" not in env_vars
+    else:
+        assert env_vars["VERL_DISABLE_FLASH_ATTN_CE"] == "1"
+
+
+def test_reprompt_truncation_knob_overrides_the_method_default(recorder, tmp_path, compose_recipe):
+    recipe = REPO / "recipes" / "qwen3_8b" / "run_sdpo.sh"
+    config = compose_recipe(hydra_overrides(recorded_argv(run_recipe(recipe, recorder, tmp_path,
+                                                                     REPROMPT_TRUNCATION="demo"))))
+    assert _get(config, "srpo.reprompt_truncation") == "demo"
