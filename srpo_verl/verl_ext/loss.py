@@ -5,12 +5,21 @@ verl 0.9.1's FSDP engine calls one function in two ways per micro-batch (``trans
     ``distillation_use_topk`` is set: it returns per-token outputs of shape [1, nnz] (one key per value);
   * as the *loss* ``fn(model_output=..., data=micro_batch, dp_group=...)``: it returns (scalar loss, metrics).
 The non-tensor ``srpo_phase`` in the data says which pass this is:
-  ``old``     (actor, π_old forward)  → the student's top-K ids on distilled rows, K outputs;
+  ``old``     (actor, π_old forward)  → the sampled-token log-probs of every response token and the student's top-K
+                                        ids on distilled rows, 1 + K outputs;
   ``teacher`` (teacher engine)        → teacher log-probs at the student's ids (K outputs) and the full-vocabulary
                                         teacher entropy;
-  ``update``  (actor, training)       → the per-token divergence on distilled rows (one output, with gradient),
-                                        then the routed loss of :mod:`srpo_verl.core.losses`.
+  ``update``  (actor, training)       → the sampled-token log-probs of every response token and the per-token
+                                        divergence on distilled rows (two outputs, with gradient), then the routed
+                                        loss of :mod:`srpo_verl.core.losses`.
 The logits the processor sees are already divided by the rollout temperature.
+
+In the ``old`` and ``update`` phases the SRPO worker sets ``distillation_only``, so verl never computes its own
+sampled-token log-probs: its ``logprobs_from_logits`` uses flash-attn's Triton cross-entropy when flash-attn is
+installed, whose backward writes d loss / d logits into the logits buffer (``inplace_backward``, behind autograd's
+version counter), the very tensor our autograd Function saved for its own backward. Our log-probs come from the
+same one read of each row as the distillation terms, so the gradient and the PPO ratio do not depend on which
+cross-entropy verl would have picked, and π_old and π_θ come from the same function.
 """
 
 from __future__ import annotations
@@ -30,6 +39,11 @@ TEACHER_LOGP = "srpo_teacher_logp"  # [R or 1, K]
 TEACHER_ENTROPY = "srpo_teacher_entropy"  # [R]
 DW_WEIGHT = "srpo_dw_weight"  # [R]
 DIVERGENCE = "srpo_divergence"  # processor output in the update phase
+LOG_PROBS = "srpo_log_probs"  # processor output in the old and update phases: sampled-token log-probs
+
+#: non-tensor flags the worker sets on the old, teacher and update batches: verl calls the logits processor and
+#: skips its own sampled-token log-probs (see the module docstring).
+PROCESSOR_FLAGS = {"distillation_use_topk": True, "distillation_only": True}
 
 
 def topk_output_key(k: int) -> str:
@@ -71,6 +85,55 @@ def _scatter_rows(values: torch.Tensor, positions: torch.Tensor, total: int) -> 
     return out.index_copy(0, positions, values)
 
 
+def sampled_token_ids(data, positions: torch.Tensor) -> torch.Tensor:
+    """long [M]: the token each of the packed ``positions`` predicts, i.e. the next input id (the labels verl's own
+    ``logprobs_from_logits`` would use: ``input_ids`` rolled by one); for the response positions, the response."""
+    input_ids = data["input_ids"].values()
+    return input_ids[positions.to(input_ids.device) + 1].long()
+
+
+def update_ids(sampled: torch.Tensor, response_lens: torch.Tensor, rows: torch.Tensor,
+               stored_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ids the update pass gathers for every response token, and which tokens are distilled.
+
+    Args:
+        sampled: long [M] the sampled token of each response token (M = Σ R_i).
+        response_lens: long [B]; rows: bool [B] distilled rows.
+        stored_ids: long [Σ_{rows} R_i, K] the student's π_old top-K ids of the distilled rows' tokens.
+
+    Returns:
+        (ids long [M, 1 + K] with column 0 the sampled token and columns 1.. the stored top-K on distilled tokens
+         (the sampled token again elsewhere: repeated ids are allowed and get no gradient), or [M, 1] when no row
+         is distilled; distilled long [Σ_{rows} R_i] indices into M).
+    """
+    distilled = select_rows(response_lens, rows).to(sampled.device)
+    if distilled.numel() == 0:
+        return sampled.unsqueeze(-1), distilled
+    ids = sampled.unsqueeze(-1).repeat(1, 1 + stored_ids.shape[-1])
+    ids[distilled, 1:] = stored_ids
+    return ids, distilled
+
+
+def update_outputs(settings: SRPOSettings, logits: torch.Tensor, data, positions: torch.Tensor):
+    """(sampled-token log-probs [M], divergence [M] with 0 on tokens that are not distilled), both differentiable
+    in ``logits`` [nnz, V], from one pass over each response row (log Z and every gathered id at once)."""
+    response_lens = _lengths(data["responses"])
+    rows = distilled_rows(data)
+    stored = select_rows(_lengths(data[TOPK_IDS]), rows)
+    stored_ids = data[TOPK_IDS].values()[stored].to(logits.device).long()
+    sampled = sampled_token_ids(data, positions).to(logits.device)
+    ids, distilled = update_ids(sampled, response_lens, rows, stored_ids)
+    logp, _ = gather_logprobs_with_entropy(
+        logits, ids, chunk_size=settings.logits_chunk_size, backend=settings.logits_backend, rows=positions
+    )
+    divergence = logp.new_zeros(logp.shape[0])
+    if distilled.numel():
+        teacher = data[TEACHER_LOGP].values()[stored].to(logits.device)
+        token_div = distillation_token_loss(logp[distilled, 1:], teacher, settings.alpha, settings.add_tail)
+        divergence = divergence.index_copy(0, distilled, token_div)
+    return logp[:, 0], divergence
+
+
 def logits_processor(settings: SRPOSettings, student_logits: torch.Tensor, data) -> dict[str, torch.Tensor]:
     """Per-token outputs of one micro-batch; ``student_logits`` is [1, nnz, V] (temperature applied)."""
     phase = _non_tensor(data, PHASE)
@@ -86,7 +149,13 @@ def logits_processor(settings: SRPOSettings, student_logits: torch.Tensor, data)
         k = settings.topk
         ids = topk_token_ids(logits, k, chunk_size=chunk, rows=picked)
         full = _scatter_rows(ids, picked, total)
-        return {topk_output_key(i): full[:, i].unsqueeze(0) for i in range(k)}
+        outputs = {topk_output_key(i): full[:, i].unsqueeze(0) for i in range(k)}
+        with torch.no_grad():
+            sampled = sampled_token_ids(data, positions).to(logits.device)
+            log_probs, _ = gather_logprobs_with_entropy(logits, sampled, chunk_size=chunk, backend=backend,
+                                                        rows=positions)
+        outputs[LOG_PROBS] = _scatter_rows(log_probs, positions, total).unsqueeze(0)
+        return outputs
 
     if phase == "teacher":
         query = data[QUERY_IDS].values().to(logits.device)
@@ -100,15 +169,11 @@ def logits_processor(settings: SRPOSettings, student_logits: torch.Tensor, data)
         return outputs
 
     if phase == "update":
-        rows = distilled_rows(data)
-        picked = positions[select_rows(response_lens, rows).to(logits.device)]
-        stored_lens = _lengths(data[TOPK_IDS])
-        stored = select_rows(stored_lens, rows)
-        ids = data[TOPK_IDS].values()[stored].to(logits.device)
-        teacher = data[TEACHER_LOGP].values()[stored].to(logits.device)
-        student, _ = gather_logprobs_with_entropy(logits, ids, chunk_size=chunk, backend=backend, rows=picked)
-        divergence = distillation_token_loss(student, teacher, settings.alpha, settings.add_tail)
-        return {DIVERGENCE: _scatter_rows(divergence, picked, total).unsqueeze(0)}
+        log_probs, divergence = update_outputs(settings, logits, data, positions)
+        return {
+            LOG_PROBS: _scatter_rows(log_probs, positions, total).unsqueeze(0),
+            DIVERGENCE: _scatter_rows(divergence, positions, total).unsqueeze(0),
+        }
 
     raise ValueError(f"srpo logits processor called with {PHASE}={phase!r}; expected old, teacher or update")
 
@@ -141,7 +206,8 @@ def routed_update_loss(settings: SRPOSettings, actor_config, model_output, data)
     from verl.utils.metric import AggregationType, Metric
     from verl.workers.utils.padding import no_padding_2_padding
 
-    log_prob = no_padding_2_padding(model_output["log_probs"], data)
+    # our processor's log-probs: the worker sets distillation_only, so verl's model_output["log_probs"] is absent
+    log_prob = no_padding_2_padding(model_output[LOG_PROBS], data)
     divergence = no_padding_2_padding(model_output[DIVERGENCE], data)
     fields = ["response_mask", "old_log_probs", "advantages", DW_WEIGHT]
     if "rollout_is_weights" in data.keys():

@@ -4,8 +4,10 @@ verl builds a reference engine only when a KL term is on (and then scores every 
 only the actor, and checkpoints hold only the actor, so the teacher lives here (SRPO_ON_VERL_NOTES §1, §4):
   * ``init_model``: verl's models, then the routed loss on the actor and a forward-only teacher engine built like
     verl's reference (deep copy of ``actor_rollout_ref.ref``; model-only checkpoints);
-  * ``compute_log_prob``: in the ``old`` phase also returns the student's top-K ids of the distilled rows;
-  * ``update_actor``: turns on the logits processor when the batch carries SRPO fields;
+  * ``compute_log_prob``: in the ``old`` phase also returns the student's top-K ids of the distilled rows, and the
+    sampled-token log-probs come from the logits processor, not verl's cross-entropy (``distillation_only``);
+  * ``update_actor``: turns on the logits processor when the batch carries SRPO fields, again with
+    ``distillation_only`` (verl's in-place flash-attn cross-entropy would overwrite the logits our backward reads);
   * ``compute_teacher_topk``: teacher log-probs at the student's ids + teacher entropy, on a compact teacher batch;
   * ``ema_update_teacher``, ``save_teacher``, ``load_teacher``.
 """
@@ -25,8 +27,14 @@ from verl.utils import tensordict_utils as tu
 from verl.utils.config import omega_conf_to_dataclass
 from verl.utils.device import get_device_name
 from verl.utils.memory_utils import aggressive_empty_cache
+from verl.utils.profiler import DistProfiler
 from verl.workers.config import ActorConfig, HFModelConfig, MtpConfig
-from verl.workers.engine_workers import ActorRolloutRefWorker, TrainingWorker, TrainingWorkerConfig
+from verl.workers.engine_workers import (
+    ActorRolloutRefWorker,
+    TrainingWorker,
+    TrainingWorkerConfig,
+    _with_routing_replay_flag,
+)
 
 from srpo_verl.core.ema import ema_update_
 from srpo_verl.verl_ext import loss as srpo_loss_module
@@ -155,38 +163,49 @@ class SRPOWorker(ActorRolloutRefWorker):
         return self.teacher.engine.module
 
     # ------------------------------------------------------------------ forward passes
+    # The decorators are verl's own on ActorRolloutRefWorker.compute_log_prob / update_actor /
+    # compute_ref_log_prob (profiler ranges; MoE routing replay on for the actor, off for a reference-like pass).
     @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn(mesh_name="actor"))
+    @DistProfiler.annotate(color="blue", role="actor_compute_log_prob")
+    @_with_routing_replay_flag(enabled=True)
     def compute_log_prob(self, data: TensorDict) -> TensorDict:
         if tu.get_non_tensor_data(data=data, key=srpo_loss_module.PHASE, default=None) != "old":
             output = self.actor.infer_batch(data)
             return output.cpu() if output is not None else None
         k = self.srpo.topk
-        tu.assign_non_tensor(data, distillation_use_topk=True, compute_loss=True)
+        # distillation_only: verl's own sampled-token log-probs are skipped; the processor returns them (loss.py)
+        tu.assign_non_tensor(data, compute_loss=True, **srpo_loss_module.PROCESSOR_FLAGS)
         output = self.actor.infer_batch(data)
         if output is None:
             return None
         ids = _stack_outputs(output, [srpo_loss_module.topk_output_key(i) for i in range(k)])
         rows = srpo_loss_module.distilled_rows(data)
         output[srpo_loss_module.TOPK_IDS] = _response_frame(ids.to(torch.int32), data, rows)
+        output["log_probs"] = output.pop(srpo_loss_module.LOG_PROBS)
         return output.cpu()
 
     @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn(mesh_name="actor"))
+    @DistProfiler.annotate(color="red", role="actor_update", scheduled=True)
+    @_with_routing_replay_flag(enabled=True)
     def update_actor(self, data: TensorDict) -> TensorDict:
         if self.srpo.uses_teacher:
             if srpo_loss_module.TEACHER_LOGP not in data.keys():
                 raise RuntimeError("SRPO update without teacher fields: the SRPO trainer must run the teacher step")
-            tu.assign_non_tensor(data, distillation_use_topk=True, distillation_only=False)
+            # distillation_only: verl's cross-entropy (flash-attn's in-place Triton kernel when installed) never
+            # runs on the logits our autograd Function saved; the processor returns differentiable log-probs.
+            tu.assign_non_tensor(data, **srpo_loss_module.PROCESSOR_FLAGS)
             tu.assign_non_tensor_data(data, srpo_loss_module.PHASE, "update")
         output = self.actor.train_mini_batch(data=data)
         return output.cpu() if output is not None else None
 
     @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn(mesh_name="actor"))
+    @DistProfiler.annotate(color="olive", role="teacher_compute_topk")
+    @_with_routing_replay_flag(enabled=False)
     def compute_teacher_topk(self, data: TensorDict) -> TensorDict:
         """Teacher log-probs at the student's stored ids and the teacher's entropy, in the response frame."""
         k = data[srpo_loss_module.QUERY_IDS].values().shape[-1]
         # distillation_only: the engine skips the sampled-token log-probs over the teacher batch (nothing reads them)
-        tu.assign_non_tensor(data, distillation_use_topk=True, compute_loss=True, calculate_entropy=False,
-                             distillation_only=True)
+        tu.assign_non_tensor(data, compute_loss=True, calculate_entropy=False, **srpo_loss_module.PROCESSOR_FLAGS)
         engine_config = self.teacher.engine_config
         if not engine_config.use_dynamic_bsz:
             # the compact teacher batch is padded only to the DP size: use the largest micro-batch that divides it

@@ -24,6 +24,7 @@ CASES = [
     "tiles_merge_across_blocks_and_match_log_softmax",
     "gather_on_selected_rows_with_repeated_ids_matches_autograd",
     "single_id_per_row_and_entropy_only_gradient",
+    "update_gradient_does_not_depend_on_verls_in_place_cross_entropy",
     *(f"topk_with_entropy_gradient_equals_chunked[{d}-{t}]" for d in ("float32", "bfloat16") for t in (1.0, 0.6)),
 ]
 

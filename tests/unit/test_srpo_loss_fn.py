@@ -33,6 +33,7 @@ def micro_batch(order, phase, extra=None):
     fields = {
         "prompts": nested([prompts[i] for i in order]),
         "responses": nested([responses[i] for i in order]),
+        "input_ids": nested([torch.cat([prompts[i], responses[i]]) for i in order]),
         "response_mask": nested([torch.ones(RESPONSE_LENS[i], dtype=torch.long) for i in order]),
         L.DISTILL_MASK: nested([torch.full((RESPONSE_LENS[i],), float(DISTILL[i])) for i in order]),
     }
@@ -54,11 +55,31 @@ def response_logits(per_row, i):
     return per_row[i][PROMPT_LENS[i] - 1 : PROMPT_LENS[i] - 1 + RESPONSE_LENS[i]]
 
 
+def sampled_logprobs_reference(logits, order, data):
+    """[nnz]: log_softmax(logits) at each response token (the next input id), 0 on prompt positions and at each
+    row's last position; computed with autograd through log_softmax."""
+    flat = logits[0]
+    out = torch.zeros(flat.shape[0], dtype=flat.dtype)
+    offset = 0
+    for j, i in enumerate(order):
+        response = data["responses"].unbind()[j]
+        start = offset + PROMPT_LENS[i] - 1
+        rows = torch.log_softmax(flat[start : start + RESPONSE_LENS[i]], -1)
+        out = out.index_put((torch.arange(start, start + RESPONSE_LENS[i]),),
+                            rows.gather(-1, response.unsqueeze(-1)).squeeze(-1))
+        offset += PROMPT_LENS[i] + RESPONSE_LENS[i]
+    return out
+
+
 @pytest.mark.parametrize("order", [[0, 1, 2], [2, 0, 1]])
 def test_old_phase_returns_topk_ids_of_distilled_rows_only(order):
     logits, per_row = packed_logits(order)
-    out = L.srpo_loss(SETTINGS, None, data=micro_batch(order, "old"), student_logits=logits)
-    assert sorted(out) == [L.topk_output_key(k) for k in range(K)]
+    data = micro_batch(order, "old")
+    out = L.srpo_loss(SETTINGS, None, data=data, student_logits=logits)
+    assert sorted(out) == sorted([L.topk_output_key(k) for k in range(K)] + [L.LOG_PROBS])
+    # π_old's sampled-token log-probs come from the processor too, for every row (GRPO rows included)
+    torch.testing.assert_close(out[L.LOG_PROBS][0], sampled_logprobs_reference(logits, order, data), atol=1e-6,
+                               rtol=0)
     ids = torch.stack([out[L.topk_output_key(k)][0] for k in range(K)], -1)  # [nnz, K]
     offset = 0
     for i in order:
@@ -87,7 +108,9 @@ def test_update_phase_divergence_matches_naive_and_backpropagates(order):
     ids, teacher, extra = stored_fields()
     logits, per_row = packed_logits(order)
     logits.requires_grad_()
-    out = L.srpo_loss(SETTINGS, None, data=micro_batch(order, "update", extra), student_logits=logits)
+    data = micro_batch(order, "update", extra)
+    out = L.srpo_loss(SETTINGS, None, data=data, student_logits=logits)
+    assert sorted(out) == sorted([L.DIVERGENCE, L.LOG_PROBS])
     divergence = out[L.DIVERGENCE][0]
     offset = 0
     for i in order:
@@ -99,7 +122,25 @@ def test_update_phase_divergence_matches_naive_and_backpropagates(order):
             expected[start : start + RESPONSE_LENS[i]] = distillation_token_loss(student, teacher[i], 0.5, True)
         torch.testing.assert_close(row, expected, atol=1e-6, rtol=0)
         offset += len(row)
-    divergence.sum().backward()
+    # the sampled-token log-probs of every row, and the gradient of a loss of both outputs, equal autograd through
+    # log_softmax (the reference builds its own graph on a copy of the logits)
+    reference_logits = logits.detach().clone().requires_grad_()
+    reference_logp = sampled_logprobs_reference(reference_logits, order, data)
+    torch.testing.assert_close(out[L.LOG_PROBS][0], reference_logp, atol=1e-6, rtol=0)
+    reference_div = torch.zeros_like(reference_logp)
+    offset = 0
+    for i in order:
+        if DISTILL[i]:
+            start = offset + PROMPT_LENS[i] - 1
+            rows = reference_logits[0, start : start + RESPONSE_LENS[i]]
+            student = torch.log_softmax(rows, -1).gather(-1, ids[i])
+            reference_div = reference_div.index_put(
+                (torch.arange(start, start + RESPONSE_LENS[i]),), distillation_token_loss(student, teacher[i], 0.5, True))
+        offset += PROMPT_LENS[i] + RESPONSE_LENS[i]
+    weights = torch.linspace(-1.0, 2.0, logits.shape[1])
+    (out[L.LOG_PROBS][0] * weights).sum().add((out[L.DIVERGENCE][0] * weights.flip(0)).sum()).backward()
+    (reference_logp * weights).sum().add((reference_div * weights.flip(0)).sum()).backward()
+    torch.testing.assert_close(logits.grad, reference_logits.grad, atol=1e-6, rtol=0)
     assert logits.grad.abs().sum() > 0
 
 
@@ -136,8 +177,10 @@ def test_loss_mode_is_the_core_routed_loss_with_global_counts():
 
     actor = ActorConfig(strategy="fsdp", rollout_n=1, ppo_micro_batch_size=2, clip_ratio=0.2, clip_ratio_low=0.2,
                         clip_ratio_high=0.28, loss_agg_mode="token-mean")
-    loss, metrics = L.srpo_loss(SETTINGS, actor, model_output={"log_probs": log_probs, L.DIVERGENCE: divergence},
-                                data=data)
+    # verl's own "log_probs" is absent under distillation_only; a stale one must be ignored, not read
+    stale = nested([torch.full((n,), 7.0) for n in full_len])
+    loss, metrics = L.srpo_loss(SETTINGS, actor, data=data,
+                                model_output={L.LOG_PROBS: log_probs, L.DIVERGENCE: divergence, "log_probs": stale})
 
     def padded(rows, shift):
         out = torch.zeros(3, max(RESPONSE_LENS))

@@ -95,8 +95,36 @@ def check_single_id_per_row_and_entropy_only_gradient():
     torch.testing.assert_close(logp, ref.gather(-1, sampled.unsqueeze(-1)).squeeze(-1), atol=2e-6, rtol=0)
 
 
+def check_update_gradient_does_not_depend_on_verls_in_place_cross_entropy():
+    """The fused Function through verl's output code (both branches) with the in-place flash-attn stand-in: the same
+    gradient as verl's torch path, verl's cross-entropy never runs; and the hazard the fix removes is real for it."""
+    import importlib.util
+    from pathlib import Path
+
+    from srpo_verl.verl_ext import loss as L
+
+    spec = importlib.util.spec_from_file_location("inplace_ce_engine", Path(__file__).with_name("inplace_ce_engine.py"))
+    engine = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(engine)
+    standin = engine.load_standin()
+    correct, corrupted = engine.hazard_gradient("triton", None), engine.hazard_gradient("triton", standin)
+    assert (correct - corrupted).norm() > 0.1 * correct.norm(), "the stand-in did not corrupt the fused backward"
+    for remove_padding in (False, True):
+        for temperature in (1.0, 0.7):
+            reference = engine.update_gradient("triton", None, L.PROCESSOR_FLAGS, remove_padding, temperature)
+            calls = dict(standin.CALLS)
+            fixed = engine.update_gradient("triton", standin, L.PROCESSOR_FLAGS, remove_padding, temperature)
+            assert standin.CALLS == calls, "verl's cross-entropy ran under distillation_only"
+            torch.testing.assert_close(fixed[1], reference[1], atol=0, rtol=1e-6)
+            chunked = engine.update_gradient("chunked", None, L.PROCESSOR_FLAGS, remove_padding, temperature)
+            torch.testing.assert_close(reference[1], chunked[1], atol=1e-7, rtol=1e-5)
+            torch.testing.assert_close(reference[2], chunked[2], atol=2e-6, rtol=0)
+
+
 CASES = {
     "hand_computed_distribution": check_hand_computed_distribution,
+    "update_gradient_does_not_depend_on_verls_in_place_cross_entropy":
+        check_update_gradient_does_not_depend_on_verls_in_place_cross_entropy,
     "tiles_merge_across_blocks_and_match_log_softmax": check_tiles_merge_across_blocks_and_match_log_softmax,
     "gather_on_selected_rows_with_repeated_ids_matches_autograd":
         check_gather_on_selected_rows_with_repeated_ids_matches_autograd,
