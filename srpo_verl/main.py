@@ -1,21 +1,39 @@
-"""`python -m srpo_verl.main --config-name cpu_grpo ...`: verl's PPO/GRPO trainer with srpo_verl's configs.
+"""`python -m srpo_verl.main [--config-name srpo_trainer] ...`: verl's V1 trainer with srpo_verl's configs.
 
-The same three steps as `verl.trainer.main_ppo.main` (device auto-set, config validation, `run_ppo` with the V1
-TaskRunner), with `srpo_verl/config` as the primary config dir and verl's configs on the search path. Later work
-swaps the TaskRunner / trainer for SRPO's here.
+The default config is `srpo_trainer` (the SRPO trainer on GPUs); `--config-name cpu_srpo` / `cpu_grpo` are the CPU
+configs (with SRPO_VERL_CPU=1). The same steps as `verl.trainer.main_ppo.main` (device auto-set, config validation,
+`run_ppo` with the V1 TaskRunner), with `srpo_verl/config` as the primary config dir and verl's configs on the
+search path, and srpo_verl's start-up checks first: a config error is one line on stderr and exit code 2, before
+Ray starts (`HYDRA_FULL_ERROR=1` raises it with its traceback instead).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PATH_RESOLVER = "srpo_verl_path"
-VERL_CONFIG_SEARCHPATH = "pkg://verl.trainer.config"
+
+
+def _verl_config_dir() -> Path:
+    """verl's Hydra config dir, found without importing verl (importing it costs ~10 s of CPU; a config error is
+    then reported before it)."""
+    spec = importlib.util.find_spec("verl")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("verl is not installed in this environment (pip install verl==0.9.1)")
+    return Path(next(iter(spec.submodule_search_locations))) / "trainer" / "config"
+
+
+#: verl's configs as a file:// search path (`pkg://verl.trainer.config` would import verl to locate them).
+VERL_CONFIG_SEARCHPATH = f"file://{_verl_config_dir()}"
+SEARCHPATH_OVERRIDE = f"hydra.searchpath=['{VERL_CONFIG_SEARCHPATH}']"
 
 
 # Hydra's command-line flags that take a value (``--info`` takes an optional one from a fixed set).
@@ -35,7 +53,7 @@ def with_verl_searchpath(argv: list[str]) -> list[str]:
     args = argv[1:]
     if any(arg.lstrip("+").startswith("hydra.searchpath") for arg in args):
         return argv
-    extra = f"hydra.searchpath=[{VERL_CONFIG_SEARCHPATH}]"
+    extra = SEARCHPATH_OVERRIDE
     index = 0
     while index < len(args):
         arg = args[index]
@@ -83,25 +101,62 @@ if not OmegaConf.has_resolver(PATH_RESOLVER):
     OmegaConf.register_new_resolver(PATH_RESOLVER, package_path)
 
 
-@hydra.main(config_path="config", config_name="cpu_grpo", version_base=None)
+#: exit status of a refused config (argparse's for a usage error); Hydra's own errors exit 1.
+CONFIG_ERROR_EXIT = 2
+#: what the start-up phase raises for a bad config or environment (verl's validate_config asserts, too).
+_STARTUP_ERRORS = (ValueError, AssertionError, FileNotFoundError, OmegaConfBaseException, RuntimeError)
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line (its type's name when it has none)."""
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
+
+
+def exit_on_config_error(error: BaseException) -> None:
+    """Print `error: <message>` alone and exit 2; with HYDRA_FULL_ERROR=1 re-raise it (traceback, exit 1)."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise error
+    print(f"error: {one_line(error)}", file=sys.stderr, flush=True)
+    sys.exit(CONFIG_ERROR_EXIT)
+
+
+def startup(config: DictConfig) -> None:
+    """Everything before Ray starts: package paths, srpo_verl's checks (srpo_verl.verl_ext.config.startup_checks),
+    the plugin registration, verl's device auto-set and verl's own validate_config."""
+    try:
+        from srpo_verl.verl_ext.config import startup_checks
+
+        materialise_package_paths(config)
+        settings, notes = startup_checks(config)  # fail before Ray starts, naming the key
+
+        from verl.trainer.ppo.utils import need_critic, need_reference_policy
+        from verl.utils.config import validate_config
+        from verl.utils.device import auto_set_device
+
+        from srpo_verl.verl_ext.registration import assert_registered
+
+        assert_registered(where="driver")
+        auto_set_device(config)
+        validate_config(config=config, use_reference_policy=need_reference_policy(config),
+                        use_critic=need_critic(config))
+        from srpo_verl.verl_ext.checkpoint import verify_resume
+
+        # the checkpoint a resume would load (zip CRCs, finite weights, shapes), refused naming the file if bad
+        verify_resume(config, uses_teacher=settings.uses_teacher
+                      and OmegaConf.select(config, "trainer.v1.trainer_mode") == "srpo")
+    except _STARTUP_ERRORS as error:
+        exit_on_config_error(error)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr, flush=True)
+
+
+@hydra.main(config_path="config", config_name="srpo_trainer", version_base=None)
 def main(config: DictConfig) -> None:
-    """Validate the composed config and run verl's trainer (V1 TaskRunner)."""
+    """Check the composed config (exit 2 on an error) and run verl's trainer (V1 TaskRunner)."""
+    startup(config)
     from verl.trainer.main_ppo import TaskRunnerV1, run_ppo
-    from verl.trainer.ppo.utils import need_critic, need_reference_policy
-    from verl.utils.config import validate_config
-    from verl.utils.device import auto_set_device
 
-    from srpo_verl.verl_ext.config import validate_run_config
-    from srpo_verl.verl_ext.registration import assert_registered
-
-    assert_registered(where="driver")
-    materialise_package_paths(config)
-    if config.trainer.get("v1", {}).get("trainer_mode") == "srpo":
-        validate_run_config(config)  # fail before Ray starts, naming the key
-    auto_set_device(config)
-    validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
-    if not config.trainer.use_v1:
-        raise ValueError("srpo_verl.main runs verl's V1 trainer only: set trainer.use_v1=true")
     run_ppo(config, task_runner_class=TaskRunnerV1)
 
 

@@ -7,7 +7,7 @@ import warnings
 import pytest
 import yaml
 
-from srpo_verl.verl_ext.config import SRPOSettings, validate_run_config
+from srpo_verl.verl_ext.config import RunConfigError, SRPOSettings, validate_run_config
 
 
 def run_config(**overrides):
@@ -17,7 +17,7 @@ def run_config(**overrides):
         "data": {"train_batch_size": 32},
         "actor_rollout_ref": {"actor": {"ppo_mini_batch_size": 32, "ppo_epochs": 1, "use_kl_loss": False,
                                         "entropy_coeff": 0},
-                              "model": {}, "rollout": {}},
+                              "model": {}, "rollout": {"n": 8, "temperature": 1.0}},
         "trainer": {"v1": {"trainer_mode": "srpo"}},
     }
     for dotted, value in overrides.items():
@@ -64,7 +64,6 @@ def test_bad_values_name_the_key(group, message):
         ({"actor_rollout_ref__model__use_fused_kernels": True}, "actor_rollout_ref.model.use_fused_kernels"),
         ({"actor_rollout_ref__actor__ulysses_sequence_parallel_size": 2},
          "actor_rollout_ref.actor.ulysses_sequence_parallel_size"),
-        ({"trainer__v1__trainer_mode": "separate_async"}, "trainer.v1.trainer_mode"),
         ({"actor_rollout_ref__rollout__multi_turn": {"enable": True}}, "actor_rollout_ref.rollout.multi_turn.enable"),
         ({"algorithm__adv_estimator": "rloo"}, "algorithm.adv_estimator"),
         ({"actor_rollout_ref__actor__entropy_coeff": 0.01}, "actor_rollout_ref.actor.entropy_coeff"),
@@ -77,6 +76,40 @@ def test_unsupported_combinations_are_refused_for_teacher_methods(override, key)
     validate_run_config(run_config(srpo={"method": "grpo"}, **override))
 
 
+@pytest.mark.parametrize("method", ["grpo", "srpo"])
+@pytest.mark.parametrize("mode", ["sync", "colocate_async", "separate_async"])
+def test_an_srpo_group_must_run_the_srpo_trainer(method, mode):
+    with pytest.raises(RunConfigError, match=f"trainer.v1.trainer_mode='{mode}' runs verl's own trainer"):
+        validate_run_config(run_config(srpo={"method": method}, trainer__v1__trainer_mode=mode))
+    # verl's own trainer without an srpo: group is verl's run: nothing to refuse
+    config = run_config(trainer__v1__trainer_mode=mode)
+    del config["srpo"]
+    validate_run_config(config)
+
+
+@pytest.mark.parametrize("group, message", [
+    ({"add_tail": "maybe"}, "srpo.add_tail='maybe' must be true or false"),
+    ({"add_tail": 0}, "srpo.add_tail=0 must be true or false"),
+    ({"topk": 2.5}, "srpo.topk=2.5 must be an integer"),
+    ({"topk": True}, "srpo.topk=True must be an integer"),
+    ({"alpha": "abc"}, "srpo.alpha='abc' must be a finite number"),
+    ({"alpha": float("nan")}, "srpo.alpha=nan must be a finite number"),
+    ({"is_clip": "abc"}, "srpo.is_clip='abc' must be a finite number or null"),
+    ({"dw_beta": None}, "srpo.dw_beta=None must be set"),
+    ({"route_dump_dir": 3}, "srpo.route_dump_dir=3 must be a string or null"),
+    ({"reward_range": [0, 1, 2]}, "srpo.reward_range=\\[0, 1, 2\\] must be \\[low, high\\]"),
+])
+def test_types_are_checked_by_name(group, message):
+    with pytest.raises(RunConfigError, match=message):
+        SRPOSettings.from_config(group)
+
+
+def test_ints_are_accepted_for_floats_and_kept_typed():
+    s = SRPOSettings.from_config({"alpha": 1, "is_clip": 3, "success_threshold": 1, "reward_range": [0, 1]})
+    assert (s.alpha, s.is_clip, s.success_threshold, s.reward_range) == (1.0, 3.0, 1.0, (0.0, 1.0))
+    assert all(isinstance(v, float) for v in (s.alpha, s.is_clip, s.success_threshold))
+
+
 def test_off_policy_update_warns():
     with pytest.warns(UserWarning, match="off-policy"):
         validate_run_config(run_config(actor_rollout_ref__actor__ppo_mini_batch_size=8))
@@ -85,10 +118,10 @@ def test_off_policy_update_warns():
         validate_run_config(run_config())
 
 
-def test_srpo_trainer_yaml_composes_to_the_papers_values(tmp_path):
+def test_default_config_is_srpo_trainer_with_the_papers_values(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "srpo_verl.main", "--config-name", "srpo_trainer", "--cfg", "job",
-         f"hydra.run.dir={tmp_path}"],
+        # no --config-name: srpo_trainer is the entry point's default
+        [sys.executable, "-m", "srpo_verl.main", "--cfg", "job", f"hydra.run.dir={tmp_path}"],
         capture_output=True, text=True, timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]

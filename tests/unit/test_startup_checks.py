@@ -1,0 +1,260 @@
+"""Driver start-up checks (srpo_verl.verl_ext.config.startup_checks) on real Hydra compositions of the shipped
+configs: every case of issues 12 §1 and 11 §2/§4 is refused with one line naming the key, and every shipped config
+passes. Compositions are made once per config and the overrides applied with Hydra's own override code (as
+tests/unit/test_recipes.py does), so each case costs milliseconds."""
+
+from __future__ import annotations
+
+import copy
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+
+from srpo_verl.verl_ext.config import RunConfigError, check_run_inputs, startup_checks, validate_run_config
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG_DIR = REPO / "srpo_verl" / "config"
+FAKE_VOCAB = 300
+
+
+@pytest.fixture(scope="module")
+def compose():
+    """compose(config_name, *overrides) -> DictConfig (base compositions cached)."""
+    import srpo_verl.main as entry  # registers the ${srpo_verl_path:...} resolver
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    bases = {}
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        for name in ("srpo_trainer", "cpu_srpo", "cpu_grpo"):
+            bases[name] = hydra_compose(name, overrides=[entry.SEARCHPATH_OVERRIDE])
+    parser = OverridesParser.create()
+
+    def apply(name: str, *overrides: str):
+        config = copy.deepcopy(bases[name])
+        ConfigLoaderImpl._apply_overrides_to_config(parser.parse_overrides(list(overrides)), config)
+        return config
+
+    return apply
+
+
+def validate(config):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the off-policy warning is tested in test_srpo_config.py
+        return validate_run_config(config)
+
+
+@pytest.mark.parametrize("name", ["srpo_trainer", "cpu_srpo", "cpu_grpo"])
+def test_shipped_configs_validate(compose, name):
+    settings = validate(compose(name))
+    assert settings.method == "srpo"
+
+
+@pytest.mark.parametrize("method", ["grpo", "sdpo", "srpo", "srpo_no_dw", "adv_mix", "sdpo_incorrect_only",
+                                    "sdpo_correct_only"])
+def test_every_method_validates(compose, method):
+    for name in ("srpo_trainer", "cpu_srpo"):
+        assert validate(compose(name, f"srpo.method={method}")).method == method
+
+
+# (config, overrides, the start of the one line printed): issue 12 §1 then issue 11 §4 and §2
+REFUSED = [
+    # runs that silently train something else
+    ("srpo_trainer", ["trainer.v1.trainer_mode=sync"], "trainer.v1.trainer_mode='sync' runs verl's own trainer"),
+    ("cpu_srpo", ["trainer.v1.trainer_mode=colocate_async"],
+     "trainer.v1.trainer_mode='colocate_async' runs verl's own trainer"),
+    ("cpu_srpo", ["trainer.v1.trainer_mode=separate_async"],
+     "trainer.v1.trainer_mode='separate_async' runs verl's own trainer"),
+    ("cpu_grpo", ["+srpo.method=srpo"], "trainer.v1.trainer_mode='sync' runs verl's own trainer"),
+    ("srpo_trainer", ["trainer.use_v1=false"], "trainer.use_v1=False: srpo_verl.main runs verl's V1 trainer only"),
+    # values without a range or type check
+    ("srpo_trainer", ["srpo.success_threshold=2"], "srpo.success_threshold=2.0 must lie in (0, 1]"),
+    ("srpo_trainer", ["srpo.success_threshold=-1"], "srpo.success_threshold=-1.0 must lie in (0, 1]"),
+    ("srpo_trainer", ["srpo.success_threshold=0"], "srpo.success_threshold=0.0 must lie in (0, 1]"),
+    ("srpo_trainer", ["reward.custom_reward_function.path=/elsewhere/score.py", "srpo.success_threshold=-1"],
+     "srpo.success_threshold=-1.0 must lie in (-1, 1]"),
+    ("srpo_trainer", ["srpo.reward_range=[0,10]", "srpo.success_threshold=11"],
+     "srpo.success_threshold=11.0 must lie in (0, 10]"),
+    ("srpo_trainer", ["srpo.reward_range=[1,0]"], "srpo.reward_range=[1.0, 0.0] must be [low, high] with low < high"),
+    ("srpo_trainer", ["srpo.reward_range=1"], "srpo.reward_range=1 must be [low, high] (two finite numbers)"),
+    ("srpo_trainer", ["srpo.success_threshold=abc"], "srpo.success_threshold='abc' must be a finite number"),
+    ("srpo_trainer", ["srpo.add_tail=maybe"], "srpo.add_tail='maybe' must be true or false"),
+    ("srpo_trainer", ["srpo.add_tail=1"], "srpo.add_tail=1 must be true or false"),
+    ("srpo_trainer", ["srpo.topk=2.5"], "srpo.topk=2.5 must be an integer"),
+    ("srpo_trainer", ["srpo.topk=0"], "srpo.topk=0 must be an integer ≥ 1"),
+    ("srpo_trainer", ["srpo.alpha=abc"], "srpo.alpha='abc' must be a finite number"),
+    ("srpo_trainer", ["srpo.is_clip=abc"], "srpo.is_clip='abc' must be a finite number or null"),
+    ("srpo_trainer", ["srpo.method=bogus"], "srpo.method='bogus' is not one of grpo, sdpo, srpo"),
+    ("srpo_trainer", ["srpo.max_reprompt_len=1e4"], "srpo.max_reprompt_len=10000.0 must be an integer"),
+    ("srpo_trainer", ["actor_rollout_ref.rollout.temperature=0"],
+     "actor_rollout_ref.rollout.temperature=0.0 must be > 0"),
+    ("cpu_grpo", ["actor_rollout_ref.rollout.temperature=-1"],
+     "actor_rollout_ref.rollout.temperature=-1.0 must be > 0"),
+    ("srpo_trainer", ["srpo.method=grpo", "actor_rollout_ref.rollout.temperature=0"],
+     "actor_rollout_ref.rollout.temperature=0.0 must be > 0"),
+    # refused only after Ray start-up before
+    ("cpu_srpo", ["actor_rollout_ref.rollout.n=1"], "actor_rollout_ref.rollout.n=1 must be ≥ 2"),
+    ("cpu_grpo", ["actor_rollout_ref.rollout.n=1"], "actor_rollout_ref.rollout.n=1 must be ≥ 2"),
+    ("cpu_srpo", ["actor_rollout_ref.actor.ppo_mini_batch_size=3"],
+     "actor_rollout_ref.actor.ppo_mini_batch_size=3 must divide data.train_batch_size=8 (one of 1, 2, 4, 8)"),
+    ("cpu_srpo", ["actor_rollout_ref.actor.ppo_mini_batch_size=16"],
+     "actor_rollout_ref.actor.ppo_mini_batch_size=16 must divide data.train_batch_size=8"),
+    ("srpo_trainer", ["trainer.n_gpus_per_node=3"],
+     "actor_rollout_ref.actor.ppo_mini_batch_size=32 x actor_rollout_ref.rollout.n=8 = 256 samples per mini-batch "
+     "must be divisible by the data-parallel size 3"),
+    ("cpu_srpo", ["srpo.max_reprompt_len=64"], "srpo.max_reprompt_len=64 must exceed data.max_prompt_length=64"),
+    ("cpu_srpo", ["data.max_response_length=0"], "data.max_response_length=0 must be ≥ 1"),
+    ("cpu_srpo", ["actor_rollout_ref.ref.fsdp_config.model_dtype=bf16"],
+     "actor_rollout_ref.ref.fsdp_config.model_dtype='bf16' is not supported for the EMA teacher"),
+    # issue 11 §4
+    ("srpo_trainer", ["algorithm.rollout_correction.bypass_mode=true"],
+     "algorithm.rollout_correction.bypass_mode=True is not supported with srpo.method=srpo"),
+    ("cpu_srpo", ["actor_rollout_ref.actor.use_dynamic_bsz=true", "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=200"],
+     "actor_rollout_ref.ref.log_prob_max_token_len_per_gpu=200 (the teacher's token budget per GPU) is below "
+     "srpo.max_reprompt_len + data.max_response_length = 272"),
+    ("cpu_srpo", ["actor_rollout_ref.actor.use_dynamic_bsz=true", "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=300",
+                  "actor_rollout_ref.ref.log_prob_max_token_len_per_gpu=null",
+                  "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu=100"],
+     "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu=100 (the teacher's token budget per GPU) is below"),
+    ("cpu_srpo", ["actor_rollout_ref.actor.use_dynamic_bsz=true", "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=79",
+                  "actor_rollout_ref.ref.log_prob_max_token_len_per_gpu=400"],
+     "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=79 is below data.max_prompt_length + "
+     "data.max_response_length = 80"),
+    ("cpu_grpo", ["actor_rollout_ref.actor.use_dynamic_bsz=true", "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=79"],
+     "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=79 is below"),
+    ("cpu_srpo", ["actor_rollout_ref.actor.use_dynamic_bsz=true", "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz=false"],
+     "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz=False must equal actor_rollout_ref.actor.use_dynamic_bsz=True"),
+    # issue 11 §2 (config side)
+    ("srpo_trainer", ["actor_rollout_ref.ref.fsdp_config.fsdp_size=4"],
+     "actor_rollout_ref.ref.fsdp_config.fsdp_size=4 differs from actor_rollout_ref.actor.fsdp_config.fsdp_size=-1"),
+    ("srpo_trainer", ["actor_rollout_ref.ref.fsdp_config.reshard_after_forward=false"],
+     "actor_rollout_ref.ref.fsdp_config.reshard_after_forward=False is not supported for the EMA teacher"),
+    ("cpu_srpo", ["actor_rollout_ref.ref.strategy=fsdp"],
+     "actor_rollout_ref.ref.strategy='fsdp' differs from actor_rollout_ref.actor.strategy='fsdp2'"),
+]
+
+
+@pytest.mark.parametrize("name, overrides, message", REFUSED, ids=lambda v: v if isinstance(v, str) else None)
+def test_refused_in_one_line_naming_the_key(compose, name, overrides, message):
+    with pytest.raises(RunConfigError) as refused:
+        validate(compose(name, *overrides))
+    text = str(refused.value)
+    assert text.startswith(message), text
+    assert "\n" not in text
+
+
+@pytest.mark.parametrize("name, overrides", [
+    # GRPO through the SRPO trainer has no teacher: the teacher-only checks do not apply
+    ("srpo_trainer", ["srpo.method=grpo", "algorithm.rollout_correction.bypass_mode=true"]),
+    ("srpo_trainer", ["srpo.method=grpo", "actor_rollout_ref.ref.fsdp_config.model_dtype=bf16"]),
+    # the threshold's range follows the verifier
+    ("srpo_trainer", ["srpo.success_threshold=1"]),
+    ("srpo_trainer", ["reward.custom_reward_function.path=/elsewhere/score.py", "srpo.success_threshold=0"]),
+    ("srpo_trainer", ["srpo.reward_range=[0,10]", "srpo.success_threshold=7"]),
+    # a ref layout value left at verl's default follows the actor's (teacher_layout.py)
+    ("srpo_trainer", ["actor_rollout_ref.actor.fsdp_config.fsdp_size=8"]),
+    ("srpo_trainer", ["actor_rollout_ref.actor.fsdp_config.fsdp_size=8", "actor_rollout_ref.ref.fsdp_config.fsdp_size=8"]),
+    # budgets that fit exactly
+    ("cpu_srpo", ["actor_rollout_ref.actor.use_dynamic_bsz=true", "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=80",
+                  "actor_rollout_ref.ref.log_prob_max_token_len_per_gpu=272"]),
+    ("srpo_trainer", ["srpo.is_clip=null", "srpo.alpha=1", "srpo.max_reprompt_len=2049"]),
+])
+def test_accepted(compose, name, overrides):
+    validate(compose(name, *overrides))
+
+
+def test_the_paper_recipe_budgets_fit(compose):
+    """The recipes' dynamic-batch budgets (recipes/common/paper_recipe.sh) are exactly the teacher's longest
+    sequence, 10240 + 8192; one token less is refused."""
+    budget = ["actor_rollout_ref.actor.use_dynamic_bsz=true", "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=18432"]
+    validate(compose("srpo_trainer", *budget))
+    with pytest.raises(RunConfigError, match="log_prob_max_token_len_per_gpu=18431"):
+        validate(compose("srpo_trainer", *budget, "actor_rollout_ref.ref.log_prob_max_token_len_per_gpu=18431"))
+
+
+# ------------------------------------------------------------------------------------------- files on disk
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """A Hugging Face model directory with what the start-up checks read: config.json and a tokenizer."""
+    from srpo_verl.tiny import task
+    from srpo_verl.tiny.build import tokenizer_corpus
+    from srpo_verl.tiny.tokenizer import to_hf_tokenizer, train_bpe
+
+    path = tmp_path_factory.mktemp("model")
+    train, _ = task.make_splits(seed=0, num_train=20, num_test=1)
+    to_hf_tokenizer(train_bpe(tokenizer_corpus(train), vocab_size=FAKE_VOCAB)).save_pretrained(path)
+    (path / "config.json").write_text(json.dumps({"model_type": "qwen3", "vocab_size": FAKE_VOCAB}))
+    return path
+
+
+@pytest.fixture()
+def inputs(model_dir, tmp_path):
+    train, test = tmp_path / "train.parquet", tmp_path / "test.parquet"
+    train.touch()
+    test.touch()
+    return [f"actor_rollout_ref.model.path={model_dir}", f"data.train_files={train}", f"data.val_files={test}"]
+
+
+def test_inputs_that_exist_pass(compose, inputs, tmp_path):
+    for name in ("cpu_srpo", "cpu_grpo", "srpo_trainer"):
+        settings, notes = startup_checks(compose(name, *inputs))
+        assert notes == []
+    other = tmp_path / "more.parquet"
+    other.touch()
+    startup_checks(compose("cpu_srpo", *inputs, f"data.val_files=[{tmp_path / 'test.parquet'},{other}]"))
+    startup_checks(compose("cpu_srpo", *inputs, f"data.train_files={tmp_path / '*.parquet'}"))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.train_files=/nowhere/train.parquet", "data.train_files='/nowhere/train.parquet' does not exist"),
+    ("data.val_files=[{tmp}/test.parquet,/nowhere/b.parquet]", "data.val_files[1]='/nowhere/b.parquet' does not exist"),
+    ("data.train_files=[]", "data.train_files=[] is empty"),
+    ("data.train_files=/nowhere/*.parquet", "data.train_files='/nowhere/*.parquet' does not exist"),
+    ("actor_rollout_ref.model.path=/nowhere/model", "actor_rollout_ref.model.path='/nowhere/model' does not exist"),
+    ("actor_rollout_ref.model.path={tmp}", "actor_rollout_ref.model.path='{tmp}' has no config.json"),
+    ("actor_rollout_ref.model.path={tmp}/test.parquet", "actor_rollout_ref.model.path='{tmp}/test.parquet' is a file"),
+    (f"srpo.topk={FAKE_VOCAB + 1}", f"srpo.topk={FAKE_VOCAB + 1} is larger than the vocabulary of "
+     f"actor_rollout_ref.model.path (vocab_size={FAKE_VOCAB}): use 1..{FAKE_VOCAB}"),
+    ("srpo.max_reprompt_len=65", "srpo.max_reprompt_len=65 is below data.max_prompt_length + the teacher template = 64 +"),
+])
+def test_missing_or_mismatched_inputs_are_refused(compose, inputs, tmp_path, override, message):
+    override, message = override.replace("{tmp}", str(tmp_path)), message.replace("{tmp}", str(tmp_path))
+    config = compose("cpu_srpo", *inputs, override)
+    with pytest.raises(RunConfigError) as refused:
+        startup_checks(config)
+    assert str(refused.value).startswith(message), str(refused.value)
+
+
+def test_topk_equal_to_the_vocabulary_is_accepted(compose, inputs):
+    startup_checks(compose("cpu_srpo", *inputs, f"srpo.topk={FAKE_VOCAB}"))
+
+
+def test_hub_id_is_noted_or_refused_offline(compose, inputs, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty_hub_cache"))  # nothing cached
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    config = compose("cpu_srpo", *inputs, "actor_rollout_ref.model.path=Qwen/Qwen3-8B")
+    settings = validate(config)
+    notes = check_run_inputs(config, settings, runs_srpo_trainer=True)
+    assert len(notes) == 1 and notes[0].startswith("actor_rollout_ref.model.path='Qwen/Qwen3-8B' is not a local "
+                                                   "directory (nor in the Hugging Face cache)")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(RunConfigError, match="HF_HUB_OFFLINE forbids downloading it: give a local model directory"):
+        check_run_inputs(config, settings, runs_srpo_trainer=True)
+
+
+def test_driver_startup_runs_verls_checks_too(compose, inputs):
+    """srpo_verl.main.startup (what the entry point runs before Ray) passes on the CPU configs with real inputs and
+    turns verl's own validate_config refusal into the one-line exit."""
+    import srpo_verl.main as entry
+
+    for name in ("cpu_srpo", "cpu_grpo"):
+        entry.startup(compose(name, *inputs))
+    # verl's rule (actor.validate): the static micro-batch must divide the mini-batch
+    with pytest.raises(SystemExit) as exited:
+        entry.startup(compose("cpu_srpo", *inputs, "actor_rollout_ref.actor.ppo_micro_batch_size=3",
+                              "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=null"))
+    assert exited.value.code == entry.CONFIG_ERROR_EXIT
