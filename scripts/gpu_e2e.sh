@@ -8,12 +8,13 @@
 #   bash scripts/gpu_e2e.sh stage PART     # THERE, calls 1..N-1 (each carrying one part): keep the part in $WORK
 #   bash scripts/gpu_e2e.sh run [PART]     # THERE, last call: stage, assemble + verify, install, runs, tarball
 #   bash scripts/gpu_e2e.sh configs [ASSETS [LOGS]]   # anywhere srpo_verl imports: compose every run's config
+#   TRITON_INTERPRET=1 bash scripts/gpu_e2e.sh check-flash-ce   # the stub's Triton cross-entropy against PyTorch
 #
 # `run` on a machine without CUDA is the dry run: it stages, checks every hash, installs, imports verl / ray / hydra /
 # srpo_verl, composes every run's config, and stops with exit 3 and one line saying CUDA is needed from there on.
 #
 # Knobs: PYTHON (python3), WORK (/tmp/srpo_gpu_e2e: staging, install, runs), OUT (where the tarball goes; the device
-# tool sets it), BUDGET_S (540: the runs stop being started when less than a run's estimate is left), RUNS (all, in
+# tool sets it), ASSETS (.gpu_e2e/assets: the tiny model and task), BUDGET_S (540: the runs stop being started when less than a run's estimate is left), RUNS (all, in
 # priority order: srpo resume flash_ce sdpo grpo), PART_SIZE (56M), PRESENT (scripts/wheelhouse/h200_present.txt),
 # VENV (the project venv whose `pip freeze` is the wheel set: .venv).
 set -euo pipefail
@@ -95,8 +96,12 @@ install_set() {
         rm -rf "$site"
         "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --find-links "$WORK/wheels" -r "$lock" \
             --target "$site"
-        # srpo_verl itself, so that verl finds its `verl.plugins` entry point (the image's setuptools builds it)
-        "$PYTHON" -m pip wheel -q --no-deps --no-index --no-build-isolation -w "$WORK/own" "$ROOT"
+        # srpo_verl itself, so that verl finds its `verl.plugins` entry point (the image's setuptools builds it, from a
+        # copy: an in-tree build would write build/ and *.egg-info into the checkout)
+        rm -rf "$WORK/src" "$WORK/own"
+        mkdir -p "$WORK/src"
+        cp -r "$ROOT/setup.py" "$ROOT/README.md" "$ROOT/srpo_verl" "$WORK/src/"
+        "$PYTHON" -m pip wheel -q --no-deps --no-index --no-build-isolation -w "$WORK/own" "$WORK/src"
         "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --target "$site" "$WORK"/own/srpo_verl-*.whl
         touch "$site/.installed_$key"
     fi
@@ -218,8 +223,38 @@ compose_configs() {
     say "configs compose: $(selected | tr '\n' ' ')"
 }
 
+# flash-attn's Triton cross-entropy from the stub against PyTorch (forward = verl's -log p, and the gradient): on
+# CPU under TRITON_INTERPRET=1 (the check that it compiles under this Triton), on CUDA as it will run in the trainer.
+check_flash_ce() {
+    local stub="$PREP/flash_attn_stub"
+    [[ -f "$stub/flash_attn/ops/triton/cross_entropy.py" ]] || die "no flash_attn stub at $stub (prepare)"
+    PYTHONPATH="$stub${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" - <<'PY'
+import os
+import torch
+import triton
+from flash_attn.ops.triton.cross_entropy import cross_entropy_loss
+
+device = "cpu" if os.environ.get("TRITON_INTERPRET") == "1" else "cuda"
+if device == "cpu":  # the wrapper enters torch.cuda.device(logits.device.index); a CPU tensor has no index
+    import contextlib
+    torch.cuda.device = lambda index: contextlib.nullcontext()
+torch.manual_seed(0)
+logits = (3 * torch.randn(6, 1000, dtype=torch.float32, device=device)).requires_grad_()
+labels = torch.randint(0, 1000, (6,), device=device)
+loss, _ = cross_entropy_loss(logits, labels, inplace_backward=False)
+(grad,) = torch.autograd.grad(loss.sum(), logits)
+ref_logits = logits.detach().clone().requires_grad_()
+ref = torch.nn.functional.cross_entropy(ref_logits, labels, reduction="none")
+(ref_grad,) = torch.autograd.grad(ref.sum(), ref_logits)
+loss_err, grad_err = (loss - ref).abs().max().item(), (grad - ref_grad).abs().max().item()
+print(f"[gpu_e2e] flash-attn cross_entropy on {device} (triton {triton.__version__}, interpret="
+      f"{os.environ.get('TRITON_INTERPRET', '0')}): max |loss - torch| {loss_err:.2e}, max |grad - torch| {grad_err:.2e}")
+assert loss_err < 1e-4 and grad_err < 1e-5, (loss_err, grad_err)
+PY
+}
+
 run_all() {
-    local assets="$ROOT/.gpu_e2e/assets" runs="$WORK/runs" logs="$WORK/logs"
+    local assets=${ASSETS:-$PREP/assets} runs="$WORK/runs" logs="$WORK/logs"
     [[ -f "$assets/model/config.json" ]] || die "no tiny assets at $assets (carry .gpu_e2e/assets)"
     mkdir -p "$runs" "$logs"
     export WANDB_MODE=offline TOKENIZERS_PARALLELISM=false HYDRA_FULL_ERROR=1 RAY_DEDUP_LOGS=0 PYTHONUNBUFFERED=1
@@ -259,7 +294,9 @@ run_all() {
         read -r -a env_args <<< "$envs"
         local pythonpath=$PYTHONPATH
         if [[ " ${env_args[*]} " == *" FLASH_CE=1 "* ]]; then
-            pythonpath="$ROOT/.gpu_e2e/flash_attn_stub:$PYTHONPATH"
+            pythonpath="$PREP/flash_attn_stub:$PYTHONPATH"
+            check_flash_ce > "$logs/flash_ce_check.txt" 2>&1 || { cat "$logs/flash_ce_check.txt" >&2; say "flash_ce: the kernel check failed; running anyway"; }
+            PYTHONPATH=$pythonpath "$PYTHON" -c "import verl.utils.torch_functional as f; assert f.FLAH_ATTN_CROSS_ENTROPY_LOSS_AVAILABLE; print('[gpu_e2e] verl sees flash-attn cross_entropy_loss')" >> "$logs/flash_ce_check.txt" 2>&1 || true
         fi
         say "$name: starting (${left}s left): ${overrides}"
         local t0=$SECONDS
@@ -290,6 +327,7 @@ pack() {
 
 case "${1:-}" in
     prepare) shift; prepare "$@" ;;
+    check-flash-ce) shift; check_flash_ce ;;
     configs) shift; compose_configs "${1:-$PREP/assets}" "$WORK/runs" "${2:-$WORK/logs}" ;;
     stage) shift; (($#)) || die "stage: name the part directory"; stage "$@" ;;
     run)
@@ -305,5 +343,5 @@ case "${1:-}" in
         ((rc == 3)) && exit 3
         pack
         exit "$rc" ;;
-    *) echo "usage: $0 prepare | stage PART... | run [PART...] | configs [ASSETS [LOGS]]   (docs/GPU_E2E.md)" >&2; exit 2 ;;
+    *) echo "usage: $0 prepare | stage PART... | run [PART...] | configs [ASSETS [LOGS]] | check-flash-ce   (docs/GPU_E2E.md)" >&2; exit 2 ;;
 esac
