@@ -44,12 +44,20 @@ ROLLOUT_ENGINE=${ROLLOUT_ENGINE:-vllm}
 DATA_DIR=${DATA_DIR:-${REPO_ROOT}/data}
 RUNS_DIR=${RUNS_DIR:-${REPO_ROOT}/runs}
 CKPT_DIR=${CKPT_DIR:-${REPO_ROOT}/checkpoints}
+RAY_START_ARGS=${RAY_START_ARGS:-}  # more `ray start` flags, word-split (fixed ports for a firewall, ...)
 FORWARD_ENV=${FORWARD_ENV:-}       # more variable names (space-separated) to pass to the job's workers
 BLOCK=${BLOCK:-0}                  # 1: `ray start --block` (keeps the process in the foreground, as SLURM needs)
 NO_WAIT=${NO_WAIT:-0}              # 1: return once the job is submitted (follow it with `logs <job id>`)
 STOP_TIMEOUT_S=${STOP_TIMEOUT_S:-20}
 
 STATE_DIR=${RAY_TEMP_DIR:-/tmp/ray}/srpo_launcher
+
+# Ray 2.60's `ray start --head` turns token authentication on by itself when RAY_AUTH_MODE is unset and a token
+# exists; a worker, `ray job submit` or `ray status` does not, and is then refused ("Authentication token is missing").
+# Do for every command what the head does (the token is never expanded here: `set -x` would print it).
+if [[ -z "${RAY_AUTH_MODE:-}" ]] && [[ -n "${RAY_AUTH_TOKEN:+set}" || -f "${RAY_AUTH_TOKEN_PATH:-${HOME}/.ray/auth_token}" ]]; then
+    export RAY_AUTH_MODE=token
+fi
 
 usage() {
     echo "usage: $0 head | worker | submit <recipe.sh> [hydra overrides...] | status | logs <job id> | stop | stop-all | node-ip | runtime-env" >&2
@@ -85,6 +93,9 @@ start_node() {
     [[ -n "${NUM_CPUS}" ]] && flags+=(--num-cpus="${NUM_CPUS}")
     [[ -n "${RAY_TEMP_DIR}" ]] && flags+=(--temp-dir="${RAY_TEMP_DIR}")
     [[ "${BLOCK}" == "1" ]] && flags+=(--block)
+    local extra=()
+    read -r -a extra <<< "${RAY_START_ARGS}"
+    flags+=("${extra[@]}")
     mkdir -p "${STATE_DIR}"
     setsid "${RAY}" start "$@" "${flags[@]}" &
     local pgid=$!
