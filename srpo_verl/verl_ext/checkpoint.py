@@ -130,6 +130,8 @@ def zip_problem(path: Path) -> str | None:
 def tensor_problem(path: Path, expected_shapes: Mapping[str, tuple[int, ...]] | None) -> str | None:
     """Why the model shard ``path`` must not be loaded: a non-finite value, a shape or a key set that differs from
     ``expected_shapes`` (full parameter shapes; a DTensor is compared by its global shape). None when it passes."""
+    import torch.distributed.tensor  # noqa: F401  (registers DTensor with weights_only loads)
+
     try:
         with _quiet_device_mesh():
             state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)

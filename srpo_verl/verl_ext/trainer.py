@@ -27,11 +27,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from tensordict import TensorDict
 from verl.trainer.ppo.utils import Role
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
-from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
 from verl.utils.debug import marked_timer
 
 from srpo_verl.core.teacher_prompt import demonstration_texts, select_teacher_context, tokenize_teacher_prompt
 from srpo_verl.core.weights import entropy_weights
+from srpo_verl.verl_ext import checkpoint as ckpt
 from srpo_verl.verl_ext import loss as L
 from srpo_verl.verl_ext.config import validate_run_config
 from srpo_verl.verl_ext.layout import pack_response_field, route_batch, to_jagged
@@ -49,6 +49,16 @@ def actor_checkpoints_to_keep(trainer_config) -> int | None:
     if trainer_config.get("remove_previous_ckpt_in_save", False):
         return 1
     return trainer_config.get("max_actor_ckpt_to_keep", None)
+
+
+#: update metrics that must be finite for the EMA teacher to follow the actor (verl's and the routed loss's)
+UPDATE_FINITE_METRICS = ("actor/grad_norm", "actor/loss", "actor/pg_loss", "srpo/loss/grpo", "srpo/loss/distill")
+
+
+def nonfinite_update_metrics(metrics: dict) -> list[str]:
+    """``key=value`` of each of UPDATE_FINITE_METRICS present in ``metrics`` and not finite (NaN, ±inf)."""
+    return [f"{key}={metrics[key]}" for key in UPDATE_FINITE_METRICS
+            if key in metrics and not math.isfinite(float(metrics[key]))]
 
 
 class SRPOTrainer(PPOTrainerSync):
@@ -267,20 +277,30 @@ class SRPOTrainer(PPOTrainerSync):
         for key in [k for k in metrics if k.startswith("actor/srpo/")]:
             metrics[key[len("actor/"):]] = metrics.pop(key)
         if self.srpo.uses_teacher:
-            grad_norm = metrics.get("actor/grad_norm")
-            finite = grad_norm is None or math.isfinite(float(grad_norm))
-            if finite:
-                per_rank = self.actor_rollout_wg.ema_update_teacher(self.srpo.ema_rate)  # worker.ema_update_teacher
-                finite = all(r["applied"] for r in per_rank)
-                metrics["srpo/teacher/ema_max_abs_delta"] = max(r["max_abs_delta"] for r in per_rank)
-                if not finite:
-                    logger.warning("step %d: non-finite actor weights on rank(s) %s; EMA teacher update skipped",
-                                   self.global_steps, [i for i, r in enumerate(per_rank) if not r["actor_finite"]])
-            else:
-                logger.warning("step %d: grad norm %s is not finite; EMA teacher update skipped", self.global_steps,
-                               grad_norm)
-            metrics["srpo/teacher/ema_applied"] = float(finite)
+            metrics["srpo/teacher/ema_applied"] = float(self._ema_update(metrics))
         return batch
+
+    def _ema_update(self, metrics: dict) -> bool:
+        """Move the EMA teacher towards the updated actor unless the update is non-finite; True when applied.
+
+        A non-finite loss or grad norm skips the EMA (verl skips the optimizer step on a non-finite grad norm, so the
+        actor is unchanged). Non-finite actor weights (the worker checks them in its EMA pass and writes nothing)
+        stop the run: they cannot recover, and every later checkpoint would hold them."""
+        bad = nonfinite_update_metrics(metrics)
+        if bad:
+            print(f"{ckpt.PREFIX} step {self.global_steps}: {', '.join(bad)}: EMA teacher update skipped", flush=True)
+            return False
+        per_rank = self.actor_rollout_wg.ema_update_teacher(self.srpo.ema_rate)  # worker.ema_update_teacher
+        bad_ranks = [rank for rank, r in enumerate(per_rank) if not r["actor_finite"]]
+        if bad_ranks:
+            raise RuntimeError(
+                f"step {self.global_steps}: the actor's weights are not finite after the update on rank(s) "
+                f"{bad_ranks} (loss and grad norm were finite); the EMA teacher was left as it was and this step is "
+                "not checkpointed. Resume from the last checkpoint (trainer.resume_mode=auto), e.g. with a lower "
+                "actor_rollout_ref.actor.optim.lr"
+            )
+        metrics["srpo/teacher/ema_max_abs_delta"] = max(r["max_abs_delta"] for r in per_rank)
+        return all(r["applied"] for r in per_rank)
 
     # ------------------------------------------------------------------ checkpoints
     def _step_folder(self, step: int) -> str:
@@ -300,19 +320,25 @@ class SRPOTrainer(PPOTrainerSync):
         super()._save_checkpoint()
 
     def _load_checkpoint(self):
+        # The driver verified the checkpoint (srpo_verl.main); found again here so that an unreadable tracker or a
+        # missing step folder is named even when the trainer is started another way.
+        root = os.path.dirname(self._step_folder(0))
+        layout = ckpt.layout_of(self.config, self.srpo.uses_teacher)
+        trainer = self.config.trainer
+        resume_from = trainer.get("resume_from_path", None)
+        if resume_from and not os.path.isabs(resume_from):
+            resume_from = os.path.join(os.getcwd(), resume_from)
+        folder = ckpt.resume_folder(trainer.resume_mode, root, resume_from, layout)
         super()._load_checkpoint()
-        if not self.srpo.uses_teacher or self.global_steps == 0:
+        if folder is None or self.global_steps == 0:
             return
-        if self.config.trainer.resume_mode == "resume_path":
-            folder = self.config.trainer.resume_from_path
-            folder = folder if os.path.isabs(folder) else os.path.join(os.getcwd(), folder)
-        else:
-            folder = find_latest_ckpt_path(os.path.dirname(self._step_folder(self.global_steps)))
-        path = os.path.join(folder, "teacher")
-        if not os.path.isdir(path):
-            raise FileNotFoundError(
-                f"resuming srpo.method={self.srpo.method} from {folder}, which has no teacher/ (EMA teacher state); "
-                "it was not written by an SDPO/SRPO run. Start a fresh run or resume from an SRPO checkpoint."
-            )
-        self.actor_rollout_wg.load_teacher(path)
-        logger.info("EMA teacher restored from %s", path)
+        if self.srpo.uses_teacher:
+            path = os.path.join(folder, "teacher")
+            if not os.path.isdir(path):
+                raise FileNotFoundError(
+                    f"resuming srpo.method={self.srpo.method} from {folder}, which has no teacher/ (the EMA teacher's "
+                    "state): it was deleted or lost, or the step was written by a run without a teacher "
+                    "(srpo.method=grpo or verl's own trainer). " + ckpt.offer_previous(root, self.global_steps, layout)
+                )
+            self.actor_rollout_wg.load_teacher(path)
+        print(ckpt.resumed_line(self.global_steps, folder, self.srpo.uses_teacher), flush=True)
