@@ -353,7 +353,8 @@ def verify_resume(config, uses_teacher: bool,
     folder = resume_folder(mode, root, _absolute(path) if path else None, layout, expected)
     if folder is None:
         existing = step_folders(root)
-        if mode == "disable" and existing:
+        saves = int(trainer.get("save_freq", -1) or -1) > 0 and not trainer.get("val_only", False)
+        if mode == "disable" and existing and saves:
             echo(f"{PREFIX} trainer.resume_mode=disable: starting from step 0; the checkpoints in {root} "
                  f"({', '.join(p.name for p in existing.values())}) will be overwritten as the run reaches them")
         return None

@@ -168,7 +168,7 @@ def test_resume_path_and_disable(root):
 def run_config(root: Path, **trainer) -> OmegaConf:
     return OmegaConf.create({
         "trainer": {"default_local_dir": str(root), "resume_mode": "auto", "resume_from_path": None, "nnodes": 1,
-                    "n_gpus_per_node": 1, **trainer},
+                    "n_gpus_per_node": 1, "save_freq": 1, **trainer},
         "actor_rollout_ref": {"actor": {"checkpoint": {"load_contents": ["model", "optimizer", "extra"]}},
                               "model": {"path": "unused"}},
     })
@@ -185,6 +185,11 @@ def test_verify_resume_prints_one_line_saying_what_resumes(root, overwrite_entry
                            echo=lines.append) is None
     assert lines == [f"[srpo] trainer.resume_mode=disable: starting from step 0; the checkpoints in {root} "
                      "(global_step_1, global_step_2) will be overwritten as the run reaches them"]
+    lines.clear()
+    for no_saves in ({"save_freq": -1}, {"val_only": True}):  # e.g. scripts/eval/eval_checkpoint.sh
+        C.verify_resume(run_config(root, resume_mode="disable", **no_saves), uses_teacher=True, shapes=lambda: SHAPES,
+                        echo=lines.append)
+    assert lines == []
     overwrite_entry(root / "global_step_2" / "data.pt", b"\x00", entry="data.pkl")
     with pytest.raises(C.CheckpointError, match=r"data\.pt fails its zip CRC check"):
         C.verify_resume(run_config(root), uses_teacher=False, shapes=lambda: SHAPES, echo=lines.append)
