@@ -83,7 +83,7 @@ if [[ "$VERL_SGLANG" == 1 ]]; then
         status=1
     else
         echo "[check_gpu_resolve] verl[sglang]==$verl does not resolve, as expected:"
-        grep -iE "conflict|cannot install|requires transformers" "$WORK/resolve-verl-sglang.log" | head -8
+        grep -E "^ERROR" "$WORK/resolve-verl-sglang.log" | head -4
     fi
 fi
 exit "$status"

