@@ -14,9 +14,9 @@
 # srpo_verl, composes every run's config, and stops with exit 3 and one line saying CUDA is needed from there on.
 #
 # Knobs: PYTHON (python3), WORK (/tmp/srpo_gpu_e2e: staging, install, runs), OUT (where the tarball goes; the device
-# tool sets it), ASSETS (.gpu_e2e/assets: the tiny model and task), BUDGET_S (540: the runs stop being started when less than a run's estimate is left), RUNS (all, in
-# priority order: srpo resume flash_ce sdpo grpo), PART_SIZE (56M), PRESENT (scripts/wheelhouse/h200_present.txt),
-# VENV (the project venv whose `pip freeze` is the wheel set: .venv).
+# tool sets it), ASSETS (.gpu_e2e/assets: the tiny model and task), BUDGET_S (540: no run starts once less than its
+# estimate is left), RUNS (all, in priority order: srpo resume flash_ce sdpo grpo), PART_SIZE (56M), PRESENT
+# (scripts/wheelhouse/h200_present.txt), VENV (the project venv whose `pip freeze` is the wheel set: .venv).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON=${PYTHON:-python3}
@@ -176,8 +176,8 @@ EOF
 # name|estimate_s|env|overrides (space-separated); in priority order. `resume` runs on a copy of srpo's step-2 ckpt.
 run_table() {
     cat <<'EOF'
-srpo|150||srpo.method=srpo trainer.total_training_steps=3 trainer.save_freq=1 trainer.resume_mode=disable
-resume|110||srpo.method=srpo trainer.total_training_steps=3 trainer.save_freq=1 trainer.resume_mode=auto
+srpo|150|VERL_DISABLE_FLASH_ATTN_CE=1|srpo.method=srpo trainer.total_training_steps=3 trainer.save_freq=1 trainer.resume_mode=disable
+resume|110|VERL_DISABLE_FLASH_ATTN_CE=1|srpo.method=srpo trainer.total_training_steps=3 trainer.save_freq=1 trainer.resume_mode=auto
 flash_ce|100|VERL_DISABLE_FLASH_ATTN_CE=0 FLASH_CE=1|srpo.method=srpo trainer.total_training_steps=1 trainer.save_freq=-1 trainer.resume_mode=disable
 sdpo|100||srpo.method=sdpo trainer.total_training_steps=1 trainer.save_freq=-1 trainer.resume_mode=disable
 grpo|110||srpo.method=grpo trainer.total_training_steps=2 trainer.save_freq=-1 trainer.resume_mode=disable

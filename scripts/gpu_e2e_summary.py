@@ -18,14 +18,15 @@ from srpo_verl.report.logs import read_console
 # (run, reference run, steps compared, keys, rel, abs): the GPU tolerances this script holds the runs to.
 #  - resume: verl's deterministic mode (rollout.full_determinism) on one GPU; the step-3 replay should be exact up to
 #    kernel reduction order.
-#  - flash_ce: flash-attn's Triton cross-entropy against PyTorch's log_softmax + gather, both fp32 over bf16 logits.
+#  - flash_ce: flash-attn's Triton cross-entropy importable against VERL_DISABLE_FLASH_ATTN_CE=1; the teacher methods
+#    never call it (the worker returns its own log-probs), so the same step up to kernel reduction order.
 #  - grpo: srpo.method=grpo against verl's own trainer; step 1 is the same computation, step 2 starts from weights
 #    that may differ in the last bits, so it gets a looser bound.
 CHECKS = [
     ("resume", "srpo", [3], ["critic/score/mean", "actor/pg_loss", "srpo/loss/distill", "srpo/loss/grpo",
                              "actor/grad_norm", "srpo/teacher/tokens", "srpo/teacher/entropy_mean",
                              "srpo/teacher/ema_max_abs_delta"], 1e-4, 1e-6),
-    ("flash_ce", "srpo", [1], ["actor/grad_norm", "actor/pg_loss", "critic/score/mean"], 1e-3, 1e-6),
+    ("flash_ce", "srpo", [1], ["actor/grad_norm", "actor/pg_loss", "critic/score/mean"], 1e-5, 1e-7),
     ("grpo", "verl_grpo", [1], ["critic/score/mean", "actor/pg_loss", "actor/grad_norm", "response_length/mean",
                                 "critic/advantages/mean", "actor/entropy"], 1e-3, 1e-5),
     ("grpo", "verl_grpo", [2], ["critic/score/mean", "actor/pg_loss", "actor/grad_norm", "response_length/mean",
