@@ -8,12 +8,15 @@ brings the rank's values nearest --values (2.5e8 by default: 32 ranks; a rank of
   before+copy  the same with the actor shard first copied into a fresh buffer (what `.to("cpu")` of a GPU shard does)
   after    srpo_verl.core.ema.ema_update_: actor finiteness (aminmax) + chunked d = θ − θ_T, aminmax, θ_T += rate·d
   lerp     torch._foreach_lerp_ alone (no max|Δ|, no finiteness check): the floor for an update on this memory
-  copy     θ_T.copy_(θ): the machine's copy bandwidth, for reference
+  copy     θ_T.copy_(θ): the machine's copy bandwidth, for reference (with --device cuda: one D2H of the actor)
+With --device cuda the actor is on the GPU and the teacher in pinned host memory (verl's forward-only engine), and
+the cases are before (its .to("cpu") per shard, then the host arithmetic), after and copy.
 GB/s counts the 12 bytes per value an update must move (read θ, read θ_T, write θ_T; 8 for copy).
 Peak memory ≈ 2 × 4 × values bytes (+ 2 parameters' temporaries for `before`): 2.2 GB at 2.5e8.
 
     python scripts/bench/bench_ema.py                        # 2.5e8 values, 1 and 2 threads, median of 3
     python scripts/bench/bench_ema.py --values 5e7 --threads 1 --repeats 1
+    python scripts/bench/bench_ema.py --device cuda --values 1.02e9 --threads 1   # one 8B rank (8 GB host RAM)
 """
 
 from __future__ import annotations
@@ -64,6 +67,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rate", type=float, default=0.05)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="cuda: actor on the GPU, teacher in pinned host memory (verl's forward-only engine)")
     args = parser.parse_args()
 
     shapes = qwen3_shapes(QWEN3_8B)
@@ -74,7 +79,10 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
     teacher = [torch.randn(s, generator=gen) for s in shards]
     actor = [t + 0.01 * torch.randn(s, generator=gen) for t, s in zip(teacher, shards)]
-    print(f"Qwen3-8B rank-0 shards over {ranks} ranks: {len(shards)} tensors, {values:.3e} fp32 values "
+    if args.device == "cuda":
+        teacher = [t.pin_memory() for t in teacher]
+        actor = [a.cuda() for a in actor]
+    print(f"{args.device}: Qwen3-8B rank-0 shards over {ranks} ranks: {len(shards)} tensors, {values:.3e} fp32 values "
           f"({values * 4 / 1e9:.2f} GB per copy), rate {args.rate}, median of {args.repeats}; torch {torch.__version__}")
 
     cases = {
@@ -84,11 +92,14 @@ def main() -> None:
         "lerp": lambda: torch._foreach_lerp_(teacher, actor, args.rate),
         "copy": lambda: torch._foreach_copy_(teacher, actor),
     }
+    if args.device == "cuda":  # before = the old code's .to("cpu") of each GPU shard, then the host arithmetic
+        cases = {"before": cases["before"], "after": cases["after"],
+                 "copy": lambda: [t.copy_(a, non_blocking=True) for t, a in zip(teacher, actor)]}
     moved = {name: (8 if name == "copy" else 12) * values for name in cases}
     rows = []
     for threads in args.threads:
         torch.set_num_threads(threads)
-        seconds = {name: median_seconds(fn, "cpu", args.repeats) for name, fn in cases.items()}
+        seconds = {name: median_seconds(fn, args.device, args.repeats) for name, fn in cases.items()}
         rows.append((threads, seconds))
     print("\n| threads | case | s | GB/s | before / case | s at 1.02e9 values (8B, 8 ranks) |")
     print("|---|---|---|---|---|---|")

@@ -100,7 +100,7 @@ def _run_config(**trainer):
         "data": {"train_batch_size": 32},
         "actor_rollout_ref": {"actor": {"ppo_mini_batch_size": 32, "ppo_epochs": 1, "use_kl_loss": False,
                                         "entropy_coeff": 0},
-                              "model": {}, "rollout": {"n": 8}},
+                              "model": {}, "rollout": {"name": "vllm", "n": 8, "temperature": 1.0}},
         "trainer": {"v1": {"trainer_mode": "srpo"}, **trainer},
     }
 
