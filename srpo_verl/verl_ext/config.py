@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from omegaconf import OmegaConf
+
 from srpo_verl.core.logprobs import BACKENDS as LOGPROB_BACKENDS
 from srpo_verl.core.losses import METHOD_ROUTE_MODE, METHODS, METHODS_WITH_ENTROPY_WEIGHTS, RoutedLossConfig
 from srpo_verl.core.teacher_prompt import TRUNCATION_MODES, TeacherTemplates
@@ -260,8 +262,22 @@ def _check_entry(config: Mapping[str, Any]) -> bool:
     return mode == SRPO_TRAINER_MODE
 
 
+def _is_unset(config: Mapping[str, Any], dotted: str) -> bool:
+    """True when the key is absent, null or OmegaConf's mandatory `???` (verl's default for rollout.name)."""
+    *parents, last = dotted.split(".")
+    node = _get(config, ".".join(parents), None) if parents else config
+    if node is None or not hasattr(node, "keys") or last not in node.keys():
+        return True
+    if OmegaConf.is_config(node):
+        return OmegaConf.is_missing(node, last) or node.get(last) is None
+    return node[last] in (None, "???")
+
+
 def _check_generic(config: Mapping[str, Any]) -> None:
     """What every run through srpo_verl.main needs, whatever the method."""
+    if _is_unset(config, "actor_rollout_ref.rollout.name"):
+        _refuse("actor_rollout_ref.rollout.name is not set: vllm or sglang on GPUs (the paper recipes set it; hf is "
+                "the CPU rollout of --config-name cpu_srpo / cpu_grpo)")
     temperature = _number(config, "actor_rollout_ref.rollout.temperature", 1.0, kind=float)
     if not temperature > 0:
         _refuse(f"actor_rollout_ref.rollout.temperature={temperature!r} must be > 0 (the log-probs are computed "

@@ -17,7 +17,7 @@ def run_config(**overrides):
         "data": {"train_batch_size": 32},
         "actor_rollout_ref": {"actor": {"ppo_mini_batch_size": 32, "ppo_epochs": 1, "use_kl_loss": False,
                                         "entropy_coeff": 0},
-                              "model": {}, "rollout": {"n": 8, "temperature": 1.0}},
+                              "model": {}, "rollout": {"name": "vllm", "n": 8, "temperature": 1.0}},
         "trainer": {"v1": {"trainer_mode": "srpo"}},
     }
     for dotted, value in overrides.items():
@@ -133,4 +133,5 @@ def test_default_config_is_srpo_trainer_with_the_papers_values(tmp_path):
     assert cfg["algorithm"]["rollout_correction"]["rollout_is"] == "token"
     assert cfg["algorithm"]["norm_adv_by_std_in_grpo"] is False
     assert cfg["trainer"]["v1"]["trainer_mode"] == "srpo"
+    assert cfg["actor_rollout_ref"]["rollout"]["name"] == "vllm" and cfg["srpo"]["reward_range"] is None
     assert cfg["actor_rollout_ref"]["rollout"]["val_kwargs"]["n"] == 16

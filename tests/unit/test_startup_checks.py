@@ -71,6 +71,8 @@ REFUSED = [
      "trainer.v1.trainer_mode='separate_async' runs verl's own trainer"),
     ("cpu_grpo", ["+srpo.method=srpo"], "trainer.v1.trainer_mode='sync' runs verl's own trainer"),
     ("srpo_trainer", ["trainer.use_v1=false"], "trainer.use_v1=False: srpo_verl.main runs verl's V1 trainer only"),
+    ("srpo_trainer", ["actor_rollout_ref.rollout.name=???"], "actor_rollout_ref.rollout.name is not set: vllm or "
+     "sglang"),
     # values without a range or type check
     ("srpo_trainer", ["srpo.success_threshold=2"], "srpo.success_threshold=2.0 must lie in (0, 1]"),
     ("srpo_trainer", ["srpo.success_threshold=-1"], "srpo.success_threshold=-1.0 must lie in (0, 1]"),
