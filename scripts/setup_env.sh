@@ -9,7 +9,8 @@
 #                a while), or the path / URL of a prebuilt wheel for this torch / CUDA / Python (docs/INSTALL.md)
 #   TORCH_SPEC   torch requirement(s) (default: torch==2.13.0, the CPU build on these machines; with an ENGINE, the
 #                pinned torch / torchvision / torchaudio)
-#   TORCH_INDEX  extra index for torch (default: none; with an ENGINE, the PyTorch cu130 index)
+#   TORCH_INDEX  extra index for torch (default: none; with an ENGINE, the PyTorch cu130 index; set it empty to take
+#                PyPI's torch 2.11.0 Linux x86-64 wheels, which are CUDA 13 builds too)
 #   EXTRAS       package extras (default: test; with an ENGINE, test,<ENGINE>)
 #   VENV         venv path (default: <repo>/.venv)
 #   PYTHON       interpreter to create the venv with (default: python3)
@@ -28,7 +29,7 @@ case "$ENGINE" in
         EXTRAS=${EXTRAS:-test} ;;
     vllm|sglang)
         TORCH_SPEC=${TORCH_SPEC:-$("${GPU_STACK[@]}" torch-spec)}
-        TORCH_INDEX=${TORCH_INDEX:-$("${GPU_STACK[@]}" torch-index)}
+        TORCH_INDEX=${TORCH_INDEX-$("${GPU_STACK[@]}" torch-index)}   # TORCH_INDEX= (empty): PyPI's CUDA 13 wheels
         EXTRAS=${EXTRAS:-test,$ENGINE} ;;
     *)
         echo "[setup_env] ENGINE=$ENGINE: expected none, vllm or sglang" >&2
