@@ -580,9 +580,17 @@ def check_run_inputs(config: Mapping[str, Any], settings: SRPOSettings, runs_srp
     return notes
 
 
+#: set to 1 when the driver's node cannot see the data and model paths (node-local files on the workers only)
+SKIP_INPUT_CHECKS_ENV = "SRPO_VERL_SKIP_INPUT_CHECKS"
+
+
 def startup_checks(config: Mapping[str, Any]) -> tuple[SRPOSettings, list[str]]:
-    """Everything the driver checks before Ray starts: :func:`validate_run_config` then :func:`check_run_inputs`.
-    Returns the settings and the notes to print; raises RunConfigError (one line) for the first problem."""
+    """Everything the driver checks before Ray starts: :func:`validate_run_config` then :func:`check_run_inputs`
+    (skipped, with a note, when SRPO_VERL_SKIP_INPUT_CHECKS=1). Returns the settings and the notes to print;
+    raises RunConfigError (one line) for the first problem."""
     settings = validate_run_config(config)
+    if os.environ.get(SKIP_INPUT_CHECKS_ENV) == "1":
+        return settings, [f"{SKIP_INPUT_CHECKS_ENV}=1: data files, model path, srpo.topk against the vocabulary and "
+                          "srpo.max_reprompt_len against the tokenizer are not checked on this node"]
     notes = check_run_inputs(config, settings, _check_entry(config))
     return settings, notes

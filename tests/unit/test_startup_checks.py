@@ -260,3 +260,17 @@ def test_driver_startup_runs_verls_checks_too(compose, inputs):
         entry.startup(compose("cpu_srpo", *inputs, "actor_rollout_ref.actor.ppo_micro_batch_size=3",
                               "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=null"))
     assert exited.value.code == entry.CONFIG_ERROR_EXIT
+
+
+def test_input_checks_can_be_skipped_on_a_driver_without_the_files(compose, monkeypatch):
+    """Node-local data on the GPU nodes only: SRPO_VERL_SKIP_INPUT_CHECKS=1 skips the file checks, with a note,
+    and the config checks still run."""
+    config = compose("cpu_srpo", "data.train_files=/nowhere/train.parquet", "actor_rollout_ref.model.path=/nowhere/m")
+    monkeypatch.setenv("SRPO_VERL_SKIP_INPUT_CHECKS", "1")
+    _, notes = startup_checks(config)
+    assert len(notes) == 1 and notes[0].startswith("SRPO_VERL_SKIP_INPUT_CHECKS=1: data files, model path")
+    with pytest.raises(RunConfigError, match="srpo.topk=2.5 must be an integer"):
+        startup_checks(compose("cpu_srpo", "srpo.topk=2.5"))
+    monkeypatch.delenv("SRPO_VERL_SKIP_INPUT_CHECKS")
+    with pytest.raises(RunConfigError, match="data.train_files='/nowhere/train.parquet' does not exist"):
+        startup_checks(config)
