@@ -10,7 +10,7 @@
 #   TORCH_SPEC   torch requirement(s) (default: torch==2.13.0, the CPU build on these machines; with an ENGINE, the
 #                pinned torch / torchvision / torchaudio)
 #   TORCH_INDEX  extra index for torch (default: none; with an ENGINE, the PyTorch cu130 index; set it empty to take
-#                PyPI's torch 2.11.0 Linux x86-64 wheels, which are CUDA 13 builds too)
+#                PyPI's Linux x86-64 wheels of that torch, which are CUDA 13 builds too)
 #   EXTRAS       package extras (default: test; with an ENGINE, test,<ENGINE>)
 #   VENV         venv path (default: <repo>/.venv)
 #   PYTHON       interpreter to create the venv with (default: python3)
