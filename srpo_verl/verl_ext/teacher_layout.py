@@ -31,7 +31,7 @@ from omegaconf import DictConfig, open_dict
 FROM_ACTOR = ("fsdp_size", "wrap_policy", "use_orig_params")
 #: fsdp_config keys fixed for the teacher, with the values accepted for them under ``ref``.
 FIXED = {"model_dtype": "fp32", "reshard_after_forward": True}
-ACCEPTED = {"model_dtype": (None, "fp32", "float32"), "reshard_after_forward": (None, True)}
+ACCEPTED = {"model_dtype": (None, "fp32", "float32", "32"), "reshard_after_forward": (None, True)}  # verl's fp32 names
 #: verl 0.9.1's defaults for these keys (verl/trainer/config/engine/fsdp.yaml; tests/unit checks them).
 ENGINE_DEFAULTS = {"fsdp_size": -1, "wrap_policy": {"min_num_params": 0}, "use_orig_params": False}
 
@@ -80,6 +80,8 @@ def teacher_layout_conflicts(actor_rollout_ref: Mapping[str, Any]) -> list[str]:
                             f"actor.fsdp_config.{key}={actor_value!r}: {why}; leave it at verl's default or equal")
     for key, fixed in FIXED.items():
         value = ref_fsdp.get(key, None) if ref_fsdp is not None else None
+        if isinstance(value, str):
+            value = value.lower().removeprefix("torch.")
         if value not in ACCEPTED[key]:
             problems.append(f"actor_rollout_ref.ref.fsdp_config.{key}={value!r} is not supported for the EMA teacher: "
                             f"it must be {fixed!r} (or unset)" + (

@@ -100,6 +100,8 @@ def test_a_ref_value_the_teacher_cannot_honour_is_refused_by_name(key, value, me
 def test_ref_equal_to_the_actor_or_unset_dtype_is_accepted():
     config = arr("actor.fsdp_config.fsdp_size=8", "ref.fsdp_config.fsdp_size=8", "ref.fsdp_config.model_dtype=null")
     assert teacher_layout_conflicts(config) == []
+    for name in ("float32", "torch.float32", "FP32"):  # verl's other spellings of fp32
+        assert teacher_layout_conflicts(arr(f"ref.fsdp_config.model_dtype={name}")) == []
     assert derive_teacher_ref(config).fsdp_config.model_dtype == "fp32"  # verl would pick bf16 for a forward-only engine
 
 
