@@ -11,7 +11,7 @@
 # (SRPO Table 3 / spec §2 and §7) unless marked as a hardware/launch choice.
 
 # ---- what to run ------------------------------------------------------------------------------------------------
-TASK=${TASK:-chemistry}                      # chemistry | physics | biology | material | tooluse
+TASK=${TASK:-chemistry}                      # chemistry | physics | biology | material | tooluse | math
 REPO_ROOT=${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 DATA_DIR=${DATA_DIR:-${REPO_ROOT}/data}      # holds <task>/{train,test}.parquet (scripts/data/prepare_*.py)
 CKPT_DIR=${CKPT_DIR:-${REPO_ROOT}/checkpoints}
@@ -67,8 +67,8 @@ DRY_RUN=${DRY_RUN:-0}                            # 1: print the composed, resolv
 
 srpo_paper_check_inputs() {
     case "${TASK}" in
-        chemistry|physics|biology|material|tooluse) ;;
-        *) echo "error: TASK=${TASK} is not one of chemistry physics biology material tooluse" >&2; return 2 ;;
+        chemistry|physics|biology|material|tooluse|math) ;;  # math: scripts/data/prepare_math.py
+        *) echo "error: TASK=${TASK} is not one of chemistry physics biology material tooluse math" >&2; return 2 ;;
     esac
     case "${ROLLOUT_ENGINE}" in
         vllm|sglang) ;;

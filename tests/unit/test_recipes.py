@@ -41,12 +41,18 @@ PAPER_METHOD_VALUES = {
     "sdpo_correct_only": (1e-5, 32, "seq-mean-token-mean"),
 }
 EXPECTED_RECIPES = {f"qwen3_8b/run_{m}.sh" for m in PAPER_METHOD_VALUES} | {
-    f"qwen3_4b/run_{m}.sh" for m in ("grpo", "sdpo", "srpo")}
+    f"qwen3_4b/run_{m}.sh" for m in ("grpo", "sdpo", "srpo")} | {
+    f"qwen3_8b/run_{m}_math.sh" for m in ("grpo", "sdpo", "srpo")}  # math-verify recipes (docs/TASKS.md)
 MODEL_PATHS = {"qwen3_8b": "Qwen/Qwen3-8B", "qwen3_4b": "Qwen/Qwen3-4B"}
 
 
 def _recipe_id(path: Path) -> str:
     return f"{path.parent.name}/{path.name}"
+
+
+def recipe_method(path: Path) -> str:
+    """srpo.method of a recipe: run_<method>.sh, or run_<method>_math.sh for the math recipes."""
+    return path.stem.removeprefix("run_").removesuffix("_math")
 
 
 @pytest.fixture(scope="module")
@@ -164,6 +170,8 @@ def test_recipe_knobs_and_trailing_overrides(recorder, tmp_path):
         body = recipe.read_text()
         assert "set -xeuo pipefail" in body and 'srpo_paper_run "$@"' in body
         assert "MODEL_PATH=${MODEL_PATH:-" in body and "Hardware assumed" in body and "Paper target" in body
+        if recipe.stem.endswith("_math"):
+            assert "What was tested:" in body and "What was not:" in body and "TASK=${TASK:-math}" in body
     argv = recorded_argv(run_recipe(REPO / "recipes" / "qwen3_8b" / "run_grpo.sh", recorder, tmp_path,
                                     "actor_rollout_ref.actor.optim.lr=3e-6", "trainer.total_training_steps=7"))
     assert argv[-2:] == ["actor_rollout_ref.actor.optim.lr=3e-6", "trainer.total_training_steps=7"]
@@ -198,7 +206,7 @@ def _get(config, dotted):
 def test_recipe_resolves_to_paper_values(recipe, recorder, tmp_path, compose_recipe):
     from omegaconf import OmegaConf
 
-    method = recipe.stem.removeprefix("run_")
+    method = recipe_method(recipe)
     model_tag = recipe.parent.name
     lr, mini_batch, loss_agg = PAPER_METHOD_VALUES[method]
     config = compose_recipe(hydra_overrides(recorded_argv(run_recipe(recipe, recorder, tmp_path, TASK="material"))))
@@ -283,7 +291,7 @@ def test_project_validator_accepts_every_recipe(recorder, tmp_path, compose_reci
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # GRPO's off-policy mini-batches are the paper's setting
             settings = validate_run_config(config)
-        assert settings.method == recipe.stem.removeprefix("run_")
+        assert settings.method == recipe_method(recipe)
 
 
 def test_sglang_and_scale_knobs(recorder, tmp_path, compose_recipe):
@@ -321,7 +329,7 @@ def test_teacher_prompt_truncation_and_flash_attn_cross_entropy_per_method(recip
     """The SDPO baselines cut an over-long teacher prompt like the official SDPO code (`right`), SRPO and its
     ablations keep `demo`; every teacher method runs its Ray workers with VERL_DISABLE_FLASH_ATTN_CE=1 (a string,
     as Ray's env_vars need), GRPO exactly as verl (no such variable)."""
-    method = recipe.stem.removeprefix("run_")
+    method = recipe_method(recipe)
     config = compose_recipe(hydra_overrides(recorded_argv(run_recipe(recipe, recorder, tmp_path))))
     expected = "right" if method.startswith("sdpo") else "demo"
     assert _get(config, "srpo.reprompt_truncation") == expected
@@ -337,3 +345,21 @@ def test_reprompt_truncation_knob_overrides_the_method_default(recorder, tmp_pat
     config = compose_recipe(hydra_overrides(recorded_argv(run_recipe(recipe, recorder, tmp_path,
                                                                      REPROMPT_TRUNCATION="demo"))))
     assert _get(config, "srpo.reprompt_truncation") == "demo"
+
+
+@pytest.mark.parametrize("recipe", sorted((REPO / "recipes" / "qwen3_8b").glob("run_*_math.sh")), ids=_recipe_id)
+def test_math_recipes_read_the_math_data_with_srpo_verls_reward(recipe, recorder, tmp_path, compose_recipe,
+                                                                 monkeypatch):
+    """TASK defaults to math (scripts/data/prepare_math.py's folder); the reward is srpo_verl's function, whose
+    math_verify family the prepared rows name."""
+    method = recipe_method(recipe)
+    monkeypatch.delenv("TASK", raising=False)
+    argv = recorded_argv(run_recipe(recipe, recorder, tmp_path))
+    config = compose_recipe(hydra_overrides(argv))
+    assert (_get(config, "data.train_files"), _get(config, "data.val_files")) == (
+        "/data/srpo/math/train.parquet", "/data/srpo/math/test.parquet")
+    assert _get(config, "trainer.default_local_dir") == f"/ckpt/qwen3_8b/{method}/math"
+    assert Path(_get(config, "reward.custom_reward_function.path")) == REPO / "srpo_verl" / "rewards" / "verl_entry.py"
+    plain = recorded_argv(run_recipe(REPO / "recipes" / "qwen3_8b" / f"run_{method}.sh", recorder, tmp_path,
+                                     TASK="math"))
+    assert argv == plain, "a math recipe is its method's paper recipe with TASK=math"
