@@ -181,7 +181,7 @@ resume|110|VERL_DISABLE_FLASH_ATTN_CE=1|srpo.method=srpo trainer.total_training_
 flash_ce|100|VERL_DISABLE_FLASH_ATTN_CE=0 FLASH_CE=1|srpo.method=srpo trainer.total_training_steps=1 trainer.save_freq=-1 trainer.resume_mode=disable
 sdpo|100||srpo.method=sdpo trainer.total_training_steps=1 trainer.save_freq=-1 trainer.resume_mode=disable
 grpo|110||srpo.method=grpo trainer.total_training_steps=2 trainer.save_freq=-1 trainer.resume_mode=disable
-verl_grpo|110||trainer.v1.trainer_mode=sync trainer.total_training_steps=2 trainer.save_freq=-1 trainer.resume_mode=disable
+verl_grpo|110||~srpo trainer.v1.trainer_mode=sync trainer.total_training_steps=2 trainer.save_freq=-1 trainer.resume_mode=disable
 EOF
 }
 
