@@ -8,7 +8,8 @@
 # Run directly (no RAY_ADDRESS) it starts a local Ray as the CPU e2e tests do. Inside a Ray job (or with RAY_ADDRESS
 # set) it joins the running cluster: Ray refuses num_cpus / num_gpus in a ray.init() that joins one, so the CPU
 # overlay's ray_kwargs.ray_init.num_cpus / num_gpus are removed; the nodes' `ray start --num-cpus / --num-gpus` set them.
-# SRPO_VERL_CPU=1 travels in ray_init's runtime_env, since the workers of other nodes do not inherit this shell.
+# SRPO_VERL_CPU=1 travels in ray_init's runtime_env (quoted: a string, Ray refuses other env values), since the
+# workers of other nodes do not inherit this shell.
 set -xeuo pipefail
 
 MODEL_PATH=${MODEL_PATH:?set MODEL_PATH to the tiny model folder (python -m srpo_verl.tiny.build --out DIR: DIR/model)}
@@ -47,6 +48,6 @@ mkdir -p "${run_dir}"
     "trainer.total_training_steps=${STEPS}" \
     "trainer.default_local_dir=${CKPT_DIR}/cpu_tiny/${METHOD}" \
     "hydra.run.dir=${run_dir}/hydra" \
-    "++ray_kwargs.ray_init.runtime_env.env_vars.SRPO_VERL_CPU=1" \
+    "++ray_kwargs.ray_init.runtime_env.env_vars.SRPO_VERL_CPU='1'" \
     "${join_cluster[@]}" \
     "$@"
