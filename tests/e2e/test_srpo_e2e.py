@@ -4,6 +4,7 @@ the tiny Qwen3 task on CPU.
 Runs (each a real verl V1 trainer with Ray, TransferQueue, the hf rollout and the EMA teacher):
   srpo       3 steps, a checkpoint every step, routing dumps;
   resumed    from srpo's step-2 checkpoint, step 3 only: must reproduce srpo's step 3 (the EMA teacher included);
+  corrupted  srpo's steps 2-3 with one float of step 3's actor shard flipped: refused in the driver, naming it;
   sdpo       1 step on the same seed (the same step-1 batch as srpo);
   grpo       srpo.method=grpo, 2 steps, against verl's own trainer (trainer_mode=sync) on the same config.
 The srpo and sdpo runs are session fixtures (tests/e2e/conftest.py), shared with the other e2e modules.
@@ -18,6 +19,7 @@ from collections import Counter
 import pytest
 import torch
 
+from srpo_verl import runs
 from srpo_verl.runs import CpuRun
 from srpo_verl.verl_ext.layout import route_batch
 
@@ -86,16 +88,41 @@ def test_resume_reproduces_the_next_step_with_the_ema_teacher(srpo, tiny_assets,
     resumed = CpuRun(workdir, *tiny_assets, "srpo.method=srpo", "trainer.total_training_steps=3", "trainer.save_freq=1",
                   "trainer.resume_mode=auto")
     resumed.check([3])
+    log = resumed.log_path.read_text()
+    folder = ckpt / "global_step_2"
+    assert f"[srpo] resuming from step 2 ({folder}): actor + EMA teacher; verified 5 files" in log  # the driver
+    assert f"[srpo] resumed from step 2 ({folder}): actor + EMA teacher" in log  # the trainer, once loaded
     fresh, again = srpo.steps[3], resumed.steps[3]
     for key in ("critic/score/mean", "actor/pg_loss", "srpo/loss/distill", "srpo/loss/grpo", "actor/grad_norm",
                 "srpo/teacher/tokens", "srpo/teacher/entropy_mean", "srpo/teacher/ema_max_abs_delta"):
         assert again[key] == pytest.approx(fresh[key], rel=1e-5, abs=1e-7), key
 
 
+def test_a_corrupted_latest_checkpoint_is_refused_before_ray_naming_the_file_and_the_step_before(
+        srpo, tiny_assets, tmp_path_factory, flip_first_float, monkeypatch):
+    srpo.check([1, 2, 3])
+    workdir = tmp_path_factory.mktemp("corrupted")
+    ckpt = workdir / "ckpt"
+    for step in (2, 3):
+        shutil.copytree(srpo.workdir / "ckpt" / f"global_step_{step}", ckpt / f"global_step_{step}")
+    (ckpt / "latest_checkpointed_iteration.txt").write_text("3")
+    shard = ckpt / "global_step_3" / "actor" / "model_world_size_1_rank_0.pt"
+    entry = flip_first_float(shard)  # one float to 1e30: torch.load would read it without complaint
+    monkeypatch.setitem(runs.CPU_ENV, "HYDRA_FULL_ERROR", "0")  # the user's console: one line, exit 2
+    refused = CpuRun(workdir, *tiny_assets, "srpo.method=srpo", "trainer.total_training_steps=4",
+                     "trainer.save_freq=1")
+    log = refused.log_path.read_text()
+    assert refused.rc == 2 and not refused.steps, refused.tail()
+    assert [line for line in log.splitlines() if line.startswith("error:")] == [
+        f"error: cannot resume {ckpt / 'global_step_3'}: {shard} fails its zip CRC check in entry {entry} (the bytes "
+        "changed after torch wrote them). The newest complete checkpoint before it is global_step_2: resume from "
+        f"it with trainer.resume_mode=resume_path trainer.resume_from_path={ckpt / 'global_step_2'}"], refused.tail()
+    assert "ray init kwargs" not in log and not (workdir / "rollouts").exists()  # refused before Ray starts
+
+
 def test_grpo_method_is_verls_own_grpo_step_for_step(tiny_assets, tmp_path_factory):
     ours = CpuRun(tmp_path_factory.mktemp("grpo"), *tiny_assets, "srpo.method=grpo", "trainer.total_training_steps=2")
-    # ~srpo: verl's own trainer on the same config; with the srpo: group it would be refused at start-up
-    verl = CpuRun(tmp_path_factory.mktemp("verl_grpo"), *tiny_assets, "~srpo", "trainer.v1.trainer_mode=sync",
+    verl = CpuRun(tmp_path_factory.mktemp("verl_grpo"), *tiny_assets, "trainer.v1.trainer_mode=sync",
                "trainer.total_training_steps=2")
     ours.check([1, 2])
     verl.check([1, 2])
