@@ -122,7 +122,8 @@ def test_a_corrupted_latest_checkpoint_is_refused_before_ray_naming_the_file_and
 
 def test_grpo_method_is_verls_own_grpo_step_for_step(tiny_assets, tmp_path_factory):
     ours = CpuRun(tmp_path_factory.mktemp("grpo"), *tiny_assets, "srpo.method=grpo", "trainer.total_training_steps=2")
-    verl = CpuRun(tmp_path_factory.mktemp("verl_grpo"), *tiny_assets, "trainer.v1.trainer_mode=sync",
+    # ~srpo: verl's own trainer on the same config; with the srpo: group it would be refused at start-up
+    verl = CpuRun(tmp_path_factory.mktemp("verl_grpo"), *tiny_assets, "~srpo", "trainer.v1.trainer_mode=sync",
                "trainer.total_training_steps=2")
     ours.check([1, 2])
     verl.check([1, 2])
