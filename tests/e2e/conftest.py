@@ -31,9 +31,10 @@ def tiny_assets(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def srpo(tiny_assets, tmp_path_factory):
-    """SRPO, 1 rank, one micro-batch per step: 3 steps with a checkpoint each step."""
+    """SRPO, 1 rank, one micro-batch per step: 3 steps with a checkpoint each step, the last 2 kept (step 1's actor/
+    and teacher/ rotate out)."""
     return CpuRun(tmp_path_factory.mktemp("srpo"), *tiny_assets, "srpo.method=srpo", "trainer.total_training_steps=3",
-                  "trainer.save_freq=1")
+                  "trainer.save_freq=1", "trainer.max_actor_ckpt_to_keep=2")
 
 
 @pytest.fixture(scope="session")

@@ -79,6 +79,14 @@ def test_srpo_teacher_samples_are_a_subset_of_sdpos_on_the_same_batch(srpo, sdpo
     assert sdpo.steps[1]["srpo/teacher/tokens"] >= srpo.steps[1]["srpo/teacher/tokens"]
 
 
+def test_teacher_checkpoints_rotate_with_the_actors(srpo):
+    srpo.check([1, 2, 3])
+    ckpt = srpo.workdir / "ckpt"  # trainer.max_actor_ckpt_to_keep=2 (conftest.py)
+    teachers = sorted(p.parent.name for p in ckpt.glob("global_step_*/teacher"))
+    actors = sorted(p.parent.name for p in ckpt.glob("global_step_*/actor"))
+    assert teachers == actors == ["global_step_2", "global_step_3"], sorted(p.name for p in ckpt.glob("*/*"))
+
+
 def test_resume_reproduces_the_next_step_with_the_ema_teacher(srpo, tiny_assets, tmp_path_factory):
     srpo.check([1, 2, 3])
     workdir = tmp_path_factory.mktemp("resumed")
