@@ -109,8 +109,14 @@ install_set() {
     "$PYTHON" - <<'PY'
 import importlib.metadata as md
 import sys
-import hydra, ray, tensordict, torch, transformers, verl  # noqa: F401  (the imports are the check)
+# the imports are the check: what the driver and the workers import, in the order a run imports them
+import hydra, ray, tensordict, torch, transformers, transfer_queue, verl  # noqa: F401
 import srpo_verl.main  # noqa: F401
+from verl.trainer.main_ppo import TaskRunnerV1, run_ppo  # noqa: F401
+from srpo_verl.verl_ext.registration import assert_registered
+assert_registered(where="driver")
+import srpo_verl.rollout.hf.server, srpo_verl.verl_ext.worker  # noqa: F401,E401
+import verl.utils.dataset.rl_dataset, verl.workers.engine.fsdp.transformer_impl  # noqa: F401,E401
 eps = [e.value for e in md.entry_points(group="verl.plugins")]
 assert "srpo_verl.plugin" in eps, f"srpo_verl's verl.plugins entry point is missing: {eps}"
 versions = {n: md.version(n) for n in ("torch", "triton", "transformers", "tokenizers", "verl", "ray", "hydra-core",
