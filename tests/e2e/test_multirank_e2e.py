@@ -24,15 +24,16 @@ from srpo_verl.runs import CpuRun
 
 pytestmark = pytest.mark.e2e
 
+ACTOR_TOKEN_BUDGET = 160
 TWO_RANKS = (
     "trainer.n_gpus_per_node=2",
     "ray_kwargs.ray_init.num_gpus=2",
     "actor_rollout_ref.model.enable_gradient_checkpointing=true",
     # budgets of ~2-3 sequences: each rank runs several micro-batches per pass
     "actor_rollout_ref.actor.use_dynamic_bsz=true",
-    "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=160",
+    f"actor_rollout_ref.actor.ppo_max_token_len_per_gpu={ACTOR_TOKEN_BUDGET}",
     "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz=true",
-    "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu=160",
+    f"actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu={ACTOR_TOKEN_BUDGET}",
     "actor_rollout_ref.ref.log_prob_use_dynamic_bsz=true",
     "actor_rollout_ref.ref.log_prob_max_token_len_per_gpu=300",
 )
@@ -105,6 +106,8 @@ def _assert_same_step(one: CpuRun, two: CpuRun, step: int, metrics) -> None:
     # Two rollout replicas serve the requests; a prompt's n samples share a request id, so they land on one server
     # and get the same seeds as on one replica. Everything below is only comparable if that holds.
     assert _samples(two, step) == _samples(one, step), "the 2-rank run sampled other rollouts than the 1-rank run"
+    # verl's global_seqlen/* are tokens per rank: a rank holding over 3 budgets ran at least 4 micro-batches
+    assert two.steps[step]["global_seqlen/min"] > 3 * ACTOR_TOKEN_BUDGET, two.steps[step]["global_seqlen/min"]
     for key in metrics:
         if key in one.steps[step]:
             assert two.steps[step][key] == pytest.approx(one.steps[step][key], rel=RTOL, abs=ATOL), key
