@@ -119,7 +119,9 @@ def cluster_run(tiny_assets, tmp_path_factory):
     env = {**os.environ, "RAY_AUTH_TOKEN_PATH": str(token), "PATH": f"{BIN}:{os.environ['PATH']}", "RAY": str(BIN / "ray"), "PYTHON": sys.executable,
            "RAY_PORT": str(RAY_PORT), "DASHBOARD_PORT": str(DASHBOARD_PORT), "HEAD_IP": HEAD_IP,
            "GPUS_PER_NODE": "1", "NUM_CPUS": "8", "STOP_TIMEOUT_S": str(STOP_TIMEOUT_S),
-           "RAY_USAGE_STATS_ENABLED": "0", "RAY_START_ARGS": NODE_PORTS}
+           "RAY_USAGE_STATS_ENABLED": "0", "RAY_START_ARGS": NODE_PORTS,
+           # the raylet's wait for its agents' port files; on a loaded 2-core host the dashboard agent needs > 60 s
+           "RAY_agent_register_timeout_ms": "600000"}
     for name in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN"):
         env.pop(name, None)
     head_env = {**env, "NODE_IP": HEAD_IP, "RAY_TEMP_DIR": str(temp_root / "h")}
