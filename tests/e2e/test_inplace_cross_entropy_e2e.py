@@ -33,7 +33,7 @@ def run_with_standin(workdir: Path, tiny_assets, method: str) -> tuple[CpuRun, d
         patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(STANDIN), os.environ.get("PYTHONPATH")])))
         patch.setenv(LOG_ENV, str(log_dir))
         patch.delenv("VERL_DISABLE_FLASH_ATTN_CE", raising=False)  # verl would take the stand-in if it were called
-        run = CpuRun(workdir, *tiny_assets, f"srpo.method={method}", "trainer.total_training_steps=1", dumps=False)
+        run = CpuRun(workdir, *tiny_assets, f"srpo.method={method}", "trainer.total_training_steps=1")
     events = {p.stem: p.read_text().splitlines() for p in sorted(log_dir.glob("*.log"))} if log_dir.is_dir() else {}
     return run, events
 
@@ -59,6 +59,10 @@ def check_same_step(baseline: CpuRun, inplace: tuple[CpuRun, dict[str, list[str]
     assert len(events) >= 2, events
     calls = [line for lines in events.values() for line in lines if not line.startswith("import")]
     assert calls == [], f"verl's cross-entropy ran in an SRPO-worker pass: {calls[:5]}"
+    # the comparison needs the same step-1 batch in the same order (the hf server seeds the k-th arriving request of
+    # a prompt, so a different arrival order permutes a group's samples and with them the demonstrations)
+    sample = [(r["input"], r["output"], r["score"]) for r in baseline.rollouts(1)]
+    assert [(r["input"], r["output"], r["score"]) for r in run.rollouts(1)] == sample, "step-1 batch differs"
     fresh, inplace_step = baseline.steps[1], run.steps[1]
     assert inplace_step["actor/grad_norm"] > 0
     for key in ("actor/grad_norm", "actor/pg_loss", "srpo/loss/distill", "srpo/loss/grpo", "srpo/teacher/tokens"):
