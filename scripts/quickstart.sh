@@ -18,7 +18,7 @@ STEPS=${STEPS:-40}              # training steps
 SEED=${SEED:-0}                 # model init, data and warm-start seed
 BATCH=${BATCH:-16}              # prompts per step (each sampled N times)
 N=${N:-4}                       # rollouts per prompt (the group size)
-LR=${LR:-2e-4}                  # actor learning rate (5e-4 is unstable on the tiny model, 1e-3 collapses it in one step)
+LR=${LR:-1e-3}                  # actor learning rate
 TEST_FREQ=${TEST_FREQ:-20}      # validate every TEST_FREQ steps (and before training and at the last step)
 VAL_N=${VAL_N:-4}               # validation samples per test prompt (150 prompts x 4: +-2 points), T=1 like the rollout
 ASSETS=${ASSETS:-"$ROOT/runs/tiny_assets_seed$SEED"}
