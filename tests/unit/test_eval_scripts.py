@@ -105,9 +105,11 @@ def test_ray_submit_ships_the_repo_and_passes_knobs(recorder, tmp_path):
                                                 "trainer.total_training_steps=450"]
     assert {"NNODES=2", "GPUS_PER_NODE=8", "TASK=biology", "DATA_DIR=/shared/data", "RUNS_DIR=/shared/runs",
             "CKPT_DIR=/shared/ckpt", "MODEL_PATH=/shared/models/Qwen3-8B", "ROLLOUT_ENGINE=vllm"} <= set(entry)
-    result = run(RAY_CLUSTER, "head", **{**env, "BLOCK": "1"})
-    assert calls(log)[-1] == ["start", "--head", "--port=6379", "--dashboard-host=0.0.0.0", "--dashboard-port=8265",
-                              "--num-gpus=8", "--block"]
+    # the head advertises NODE_IP (else an interface's address, never 127.x: see test_launcher.py)
+    result = run(RAY_CLUSTER, "head", **{**env, "BLOCK": "1", "NODE_IP": "10.1.2.3"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert calls(log)[-1] == ["start", "--head", "--node-ip-address=10.1.2.3", "--port=6379", "--dashboard-host=0.0.0.0",
+                              "--dashboard-port=8265", "--num-gpus=8", "--block"]
     result = run(RAY_CLUSTER, "worker", **env)
     assert calls(log)[-1] == ["start", "--address=10.1.2.3:6379", "--num-gpus=8"]
     bad = run(RAY_CLUSTER, "submit", "recipes/nope.sh", **env)
