@@ -19,12 +19,24 @@ TRAINER_MODULE = "verl.trainer.ppo.v1.trainer_base"
 _hook_installed = False
 
 
+TRAINER_IMPL_MODULE = "srpo_verl.verl_ext.trainer"
+
+
+def register_trainer_class(trainer_base, trainer_class) -> None:
+    """Put ``trainer_class`` in verl's trainer registry under ``TRAINER_NAME`` (idempotent)."""
+    if trainer_base.TRAINER_REGISTRY.get(TRAINER_NAME) is not trainer_class:
+        trainer_base.register_trainer(TRAINER_NAME)(trainer_class)
+
+
 def _register_trainer(trainer_base) -> None:
+    impl = sys.modules.get(TRAINER_IMPL_MODULE)
+    if impl is not None and not hasattr(impl, "SRPOTrainer"):
+        # our trainer module is the one importing verl's trainer (it was imported first): it registers itself at
+        # the end of its body, once SRPOTrainer exists
+        return
     from srpo_verl.verl_ext.trainer import SRPOTrainer
 
-    registered = trainer_base.TRAINER_REGISTRY.get(TRAINER_NAME)
-    if registered is not SRPOTrainer:
-        trainer_base.register_trainer(TRAINER_NAME)(SRPOTrainer)
+    register_trainer_class(trainer_base, SRPOTrainer)
 
 
 def install() -> None:

@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import os
+import sys
 
 import ray
 import torch
@@ -33,9 +34,9 @@ from srpo_verl.core.teacher_prompt import demonstration_texts, select_teacher_co
 from srpo_verl.core.weights import entropy_weights
 from srpo_verl.verl_ext import checkpoint as ckpt
 from srpo_verl.verl_ext import loss as L
+from srpo_verl.verl_ext import registration
 from srpo_verl.verl_ext.config import validate_run_config
 from srpo_verl.verl_ext.layout import pack_response_field, route_batch, to_jagged
-from srpo_verl.verl_ext.registration import assert_registered
 from srpo_verl.verl_ext.worker import WORKER_SETTINGS_KEY, SRPOWorker
 
 logger = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ class SRPOTrainer(PPOTrainerSync):
     """Registered as ``trainer.v1.trainer_mode=srpo`` (see registration.py)."""
 
     def __init__(self, config: DictConfig):
-        assert_registered(where="trainer process")
+        registration.assert_registered(where="trainer process")
         self.srpo = validate_run_config(config)
         with open_dict(config):
             # verl compares trainer_mode with "sync" in several places (replay buffer, checkpoints): run as sync.
@@ -342,3 +343,8 @@ class SRPOTrainer(PPOTrainerSync):
                 )
             self.actor_rollout_wg.load_teacher(path)
         print(ckpt.resumed_line(self.global_steps, folder, self.srpo.uses_teacher), flush=True)
+
+
+# When this module is imported before verl's trainer, the import hook fires while it is half initialised and defers
+# to this line (see registration._register_trainer).
+registration.register_trainer_class(sys.modules[registration.TRAINER_MODULE], SRPOTrainer)
