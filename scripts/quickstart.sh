@@ -24,6 +24,7 @@ VAL_N=${VAL_N:-1}               # validation samples per test prompt, at tempera
 ASSETS=${ASSETS:-"$ROOT/runs/tiny_assets_seed$SEED"}
 RUN_DIR=${RUN_DIR:-"$ROOT/runs/quickstart_$ALGO"}
 SKIP_SETUP=${SKIP_SETUP:-0}     # 1: do not run scripts/setup_env.sh
+DEBUG=${DEBUG:-0}               # 1: tracebacks for config errors (HYDRA_FULL_ERROR=1) instead of one error line
 PY="$ROOT/.venv/bin/python"
 
 case "$ALGO" in
@@ -40,7 +41,8 @@ fi
 built=$(date +%s)
 
 mkdir -p "$RUN_DIR"
-export SRPO_VERL_CPU=1 WANDB_MODE=offline TOKENIZERS_PARALLELISM=false HYDRA_FULL_ERROR=1 PYTHONHASHSEED=0
+export SRPO_VERL_CPU=1 WANDB_MODE=offline TOKENIZERS_PARALLELISM=false PYTHONHASHSEED=0
+if [[ "$DEBUG" == 1 ]]; then export HYDRA_FULL_ERROR=1; fi
 export VERL_FILE_LOGGER_PATH="$RUN_DIR/metrics.jsonl"
 echo "[quickstart] $ALGO for $STEPS steps ($BATCH prompts x $N rollouts), outputs in $RUN_DIR"
 "$PY" -m srpo_verl.tiny.progress --metrics "$VERL_FILE_LOGGER_PATH" --steps "$STEPS" --log "$RUN_DIR/train.log" -- \
