@@ -59,3 +59,10 @@ class CpuRun:
 
     def routes(self, step: int) -> list[dict]:
         return load_jsonl(self.workdir / "routes" / f"step_{step}.jsonl")
+
+    def samples_by_session(self, step: int) -> dict[tuple[str, str], tuple[str, float]]:
+        """{(prompt, session index): (response, score)} of a step's rollouts: what two runs of the same seed must
+        share whatever the order the rollouts were dumped in (verl keys a sample `{uid}_{session}_{index}`, with a
+        random uid per prompt and run; the session agent loop seeds each session on its own)."""
+        return {(row["input"], row["uid"].rsplit("_", 2)[1]): (row["output"], row["score"])
+                for row in self.rollouts(step)}

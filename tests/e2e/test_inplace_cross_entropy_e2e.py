@@ -59,10 +59,9 @@ def check_same_step(baseline: CpuRun, inplace: tuple[CpuRun, dict[str, list[str]
     assert len(events) >= 2, events
     calls = [line for lines in events.values() for line in lines if not line.startswith("import")]
     assert calls == [], f"verl's cross-entropy ran in an SRPO-worker pass: {calls[:5]}"
-    # the comparison needs the same step-1 batch in the same order (the hf server seeds the k-th arriving request of
-    # a prompt, so a different arrival order permutes a group's samples and with them the demonstrations)
-    sample = [(r["input"], r["output"], r["score"]) for r in baseline.rollouts(1)]
-    assert [(r["input"], r["output"], r["score"]) for r in run.rollouts(1)] == sample, "step-1 batch differs"
+    # the comparison needs the same step-1 batch: every (prompt, session) with the same response (the rollout order
+    # decides the demonstrations, and the dump's order is the completion order, so compare by session)
+    assert run.samples_by_session(1) == baseline.samples_by_session(1), "step-1 batch differs"
     fresh, inplace_step = baseline.steps[1], run.steps[1]
     assert inplace_step["actor/grad_norm"] > 0
     for key in ("actor/grad_norm", "actor/pg_loss", "srpo/loss/distill", "srpo/loss/grpo", "srpo/teacher/tokens"):

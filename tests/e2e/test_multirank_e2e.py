@@ -14,7 +14,6 @@ rows), which the EMA teacher and its checkpoint must survive: a kill-and-resume 
 from __future__ import annotations
 
 import shutil
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -98,14 +97,10 @@ def two_sdpo(uneven_assets, tmp_path_factory):
                   "trainer.total_training_steps=1", *TWO_RANKS)
 
 
-def _samples(run: CpuRun, step: int) -> Counter:
-    return Counter((row["input"], row["output"], row["score"]) for row in run.rollouts(step))
-
-
 def _assert_same_step(one: CpuRun, two: CpuRun, step: int, metrics) -> None:
-    # Two rollout replicas serve the requests; a prompt's n samples share a request id, so they land on one server
-    # and get the same seeds as on one replica. Everything below is only comparable if that holds.
-    assert _samples(two, step) == _samples(one, step), "the 2-rank run sampled other rollouts than the 1-rank run"
+    # Two rollout replicas serve the requests; the session agent loop gives each sample its own request id, so its
+    # seed does not depend on the replica or the arrival order. Everything below is only comparable if that holds.
+    assert two.samples_by_session(step) == one.samples_by_session(step), "the 2-rank run sampled other rollouts"
     # verl's global_seqlen/* are tokens per rank: a rank holding over 3 budgets ran at least 4 micro-batches
     assert two.steps[step]["global_seqlen/min"] > 3 * ACTOR_TOKEN_BUDGET, two.steps[step]["global_seqlen/min"]
     for key in metrics:
@@ -139,6 +134,6 @@ def test_kill_and_resume_on_two_ranks_reproduces_the_next_step(two_srpo, uneven_
     resumed = CpuRun(workdir, *uneven_assets, "srpo.method=srpo", "trainer.total_training_steps=3",
                      "trainer.save_freq=1", "trainer.resume_mode=auto", *TWO_RANKS)
     resumed.check([3])
-    assert _samples(resumed, 3) == _samples(two_srpo, 3)
+    assert resumed.samples_by_session(3) == two_srpo.samples_by_session(3)
     for key in SAME_METRICS:
         assert resumed.steps[3][key] == pytest.approx(two_srpo.steps[3][key], rel=RTOL, abs=ATOL), key
