@@ -7,6 +7,7 @@ and `routes/step_<N>.jsonl` (srpo.route_dump_dir, SRPO trainer only).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -66,3 +67,12 @@ class CpuRun:
         random uid per prompt and run; the session agent loop seeds each session on its own)."""
         return {(row["input"], row["uid"].rsplit("_", 2)[1]): (row["output"], row["score"])
                 for row in self.rollouts(step)}
+
+    def copy_checkpoints(self, workdir: Path, *steps: int) -> Path:
+        """Copy this run's ``global_step_<k>`` folders into ``workdir/ckpt`` with a tracker naming the last of
+        ``steps``, as a run killed after that step leaves them; returns the new checkpoint root."""
+        root = Path(workdir) / "ckpt"
+        for step in steps:
+            shutil.copytree(self.workdir / "ckpt" / f"global_step_{step}", root / f"global_step_{step}")
+        (root / "latest_checkpointed_iteration.txt").write_text(str(steps[-1]))
+        return root

@@ -128,9 +128,7 @@ def test_two_ranks_with_micro_batches_equal_one_rank_sdpo(sdpo, two_sdpo):
 def test_kill_and_resume_on_two_ranks_reproduces_the_next_step(two_srpo, uneven_assets, tmp_path_factory):
     two_srpo.check([1, 2, 3])
     workdir = tmp_path_factory.mktemp("two_resumed")
-    ckpt = workdir / "ckpt"
-    shutil.copytree(two_srpo.workdir / "ckpt" / "global_step_2", ckpt / "global_step_2")
-    (ckpt / "latest_checkpointed_iteration.txt").write_text("2")
+    two_srpo.copy_checkpoints(workdir, 2)
     resumed = CpuRun(workdir, *uneven_assets, "srpo.method=srpo", "trainer.total_training_steps=3",
                      "trainer.save_freq=1", "trainer.resume_mode=auto", *TWO_RANKS)
     resumed.check([3])

@@ -13,7 +13,6 @@ Set SRPO_VERL_E2E_ASSETS=DIR to reuse prebuilt tiny assets (DIR/model, DIR/data/
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
 
 import pytest
@@ -90,9 +89,7 @@ def test_teacher_checkpoints_rotate_with_the_actors(srpo):
 def test_resume_reproduces_the_next_step_with_the_ema_teacher(srpo, tiny_assets, tmp_path_factory):
     srpo.check([1, 2, 3])
     workdir = tmp_path_factory.mktemp("resumed")
-    ckpt = workdir / "ckpt"
-    shutil.copytree(srpo.workdir / "ckpt" / "global_step_2", ckpt / "global_step_2")
-    (ckpt / "latest_checkpointed_iteration.txt").write_text("2")
+    ckpt = srpo.copy_checkpoints(workdir, 2)
     resumed = CpuRun(workdir, *tiny_assets, "srpo.method=srpo", "trainer.total_training_steps=3", "trainer.save_freq=1",
                   "trainer.resume_mode=auto")
     resumed.check([3])
@@ -110,10 +107,7 @@ def test_a_corrupted_latest_checkpoint_is_refused_before_ray_naming_the_file_and
         srpo, tiny_assets, tmp_path_factory, flip_first_float, monkeypatch):
     srpo.check([1, 2, 3])
     workdir = tmp_path_factory.mktemp("corrupted")
-    ckpt = workdir / "ckpt"
-    for step in (2, 3):
-        shutil.copytree(srpo.workdir / "ckpt" / f"global_step_{step}", ckpt / f"global_step_{step}")
-    (ckpt / "latest_checkpointed_iteration.txt").write_text("3")
+    ckpt = srpo.copy_checkpoints(workdir, 2, 3)
     shard = ckpt / "global_step_3" / "actor" / "model_world_size_1_rank_0.pt"
     entry = flip_first_float(shard)  # one float to 1e30: torch.load would read it without complaint
     monkeypatch.setitem(runs.CPU_ENV, "HYDRA_FULL_ERROR", "0")  # the user's console: one line, exit 2
