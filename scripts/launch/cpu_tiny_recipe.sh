@@ -21,6 +21,10 @@ STEPS=${STEPS:-2}
 CKPT_DIR=${CKPT_DIR:-$(pwd)/checkpoints}
 RUNS_DIR=${RUNS_DIR:-$(pwd)/runs}
 PYTHON=${PYTHON:-python3}
+WORLD=$((NNODES * GPUS_PER_NODE))
+# cpu_srpo's 8 prompts x 4 rollouts = 32 samples per step, split over the ranks; without dynamic batching verl cuts
+# each rank's share into micro-batches of exactly this size, so it must divide 32 / WORLD (the start-up check says so)
+MICRO_BATCH=${MICRO_BATCH:-$((32 / WORLD))}
 
 export SRPO_VERL_CPU=1 TOKENIZERS_PARALLELISM=false WANDB_MODE=offline HYDRA_FULL_ERROR=1
 
@@ -46,6 +50,9 @@ mkdir -p "${run_dir}"
     "trainer.nnodes=${NNODES}" \
     "trainer.n_gpus_per_node=${GPUS_PER_NODE}" \
     "trainer.total_training_steps=${STEPS}" \
+    "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=${MICRO_BATCH}" \
+    "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=${MICRO_BATCH}" \
+    "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=${MICRO_BATCH}" \
     "trainer.default_local_dir=${CKPT_DIR}/cpu_tiny/${METHOD}" \
     "hydra.run.dir=${run_dir}/hydra" \
     "++ray_kwargs.ray_init.runtime_env.env_vars.SRPO_VERL_CPU='1'" \

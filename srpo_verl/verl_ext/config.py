@@ -273,6 +273,22 @@ def _is_unset(config: Mapping[str, Any], dotted: str) -> bool:
     return node[last] in (None, "???")
 
 
+def _check_static_micro_batches(config: Mapping[str, Any], samples_per_rank: int, mini_per_rank: int) -> None:
+    """Without dynamic batching verl cuts each rank's share into micro-batches of exactly the configured size and
+    asserts mid-step (in compute_log_prob / update_actor) that the size divides the share."""
+    for key, share, what in (
+        ("actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu", samples_per_rank,
+         "samples per rank in the old-log-prob pass (data.train_batch_size x rollout.n / data-parallel size)"),
+        ("actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu", mini_per_rank,
+         "samples per rank in a mini-batch (actor.ppo_mini_batch_size x rollout.n / data-parallel size)"),
+    ):
+        micro = _number(config, key, None)
+        if micro is not None and (micro < 1 or share % micro):
+            divisors = [d for d in range(1, share + 1) if share % d == 0]
+            _refuse(f"{key}={micro} must divide the {share} {what}: one of {', '.join(map(str, divisors))}, or set "
+                    "actor_rollout_ref.actor.use_dynamic_bsz=true (verl asserts it mid-step)")
+
+
 def _check_generic(config: Mapping[str, Any]) -> None:
     """What every run through srpo_verl.main needs, whatever the method."""
     if _is_unset(config, "actor_rollout_ref.rollout.name"):
@@ -313,6 +329,8 @@ def _check_generic(config: Mapping[str, Any]) -> None:
                     "(trainer.n_gpus_per_node x trainer.nnodes / Ulysses SP); verl asserts it in the update")
 
     dynamic = _get(config, "actor_rollout_ref.actor.use_dynamic_bsz", False)
+    if not dynamic and batch is not None and mini is not None and _dp_size(config):
+        _check_static_micro_batches(config, batch * n // _dp_size(config), mini * n // _dp_size(config))
     log_prob_dynamic = _get(config, "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz", dynamic)
     if bool(dynamic) != bool(log_prob_dynamic):
         _refuse(f"actor_rollout_ref.rollout.log_prob_use_dynamic_bsz={log_prob_dynamic} must equal "

@@ -130,6 +130,14 @@ REFUSED = [
      "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=79 is below"),
     ("cpu_srpo", ["actor_rollout_ref.actor.use_dynamic_bsz=true", "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz=false"],
      "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz=False must equal actor_rollout_ref.actor.use_dynamic_bsz=True"),
+    # static micro-batches must divide each rank's share (verl asserts it mid-step; found by the 2-node e2e)
+    ("cpu_srpo", ["trainer.n_gpus_per_node=2"],
+     "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=32 must divide the 16 samples per rank in the "
+     "old-log-prob pass (data.train_batch_size x rollout.n / data-parallel size): one of 1, 2, 4, 8, 16"),
+    ("cpu_grpo", ["trainer.nnodes=2", "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=8"],
+     "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=32 must divide the 16 samples per rank in a mini-batch"),
+    ("cpu_srpo", ["actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=5"],
+     "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=5 must divide the 32 samples per rank"),
     # issue 11 §2 (config side)
     ("srpo_trainer", ["actor_rollout_ref.ref.fsdp_config.fsdp_size=4"],
      "actor_rollout_ref.ref.fsdp_config.fsdp_size=4 differs from actor_rollout_ref.actor.fsdp_config.fsdp_size=-1"),
@@ -164,6 +172,11 @@ def test_refused_in_one_line_naming_the_key(compose, name, overrides, message):
     ("cpu_srpo", ["actor_rollout_ref.actor.use_dynamic_bsz=true", "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=80",
                   "actor_rollout_ref.ref.log_prob_max_token_len_per_gpu=272"]),
     ("srpo_trainer", ["srpo.is_clip=null", "srpo.alpha=1", "srpo.max_reprompt_len=2049"]),
+    # two ranks with micro-batches that divide the per-rank shares, or dynamic batching
+    ("cpu_srpo", ["trainer.nnodes=2", "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=16",
+                  "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=8"]),
+    ("cpu_srpo", ["trainer.n_gpus_per_node=2", "actor_rollout_ref.actor.use_dynamic_bsz=true",
+                  "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz=true"]),
 ])
 def test_accepted(compose, name, overrides):
     validate(compose(name, *overrides))
