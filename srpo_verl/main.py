@@ -143,8 +143,9 @@ def startup(config: DictConfig) -> None:
         from srpo_verl.verl_ext.checkpoint import verify_resume
 
         # the checkpoint a resume would load (zip CRCs, finite weights, shapes), refused naming the file if bad
-        verify_resume(config, uses_teacher=settings.uses_teacher
-                      and OmegaConf.select(config, "trainer.v1.trainer_mode") == "srpo")
+        srpo_trainer = OmegaConf.select(config, "trainer.v1.trainer_mode") == "srpo"
+        verify_resume(config, uses_teacher=settings.teacher_ema and srpo_trainer,
+                      base_teacher=srpo_trainer and settings.uses_teacher and settings.teacher == "base")
     except _STARTUP_ERRORS as error:
         exit_on_config_error(error)
     for note in notes:

@@ -336,11 +336,13 @@ def model_shapes(model_path: str, trust_remote_code: bool = False) -> dict[str, 
 
 def verify_resume(config, uses_teacher: bool,
                   shapes: Callable[[], Mapping[str, tuple[int, ...]] | None] | None = None,
-                  echo: Callable[[str], None] = print) -> Verified | None:
+                  echo: Callable[[str], None] = print, base_teacher: bool = False) -> Verified | None:
     """Find and verify the checkpoint this run would resume from; print one ``[srpo]`` line saying what resumes.
 
-    Returns None for a fresh start. ``shapes`` gives the expected model shard shapes (default: from
-    ``actor_rollout_ref.model.path``; none with LoRA, whose shards hold adapter names)."""
+    Returns None for a fresh start. ``uses_teacher``: an EMA teacher (teacher/) must be there; ``base_teacher``
+    (srpo.teacher=base): the model path must hold the weights the run started from (base_teacher_problem).
+    ``shapes`` gives the expected model shard shapes (default: from ``actor_rollout_ref.model.path``; none with
+    LoRA, whose shards hold adapter names)."""
     trainer = config.trainer
     root = _absolute(trainer.default_local_dir)
     layout = layout_of(config, uses_teacher)
@@ -359,6 +361,10 @@ def verify_resume(config, uses_teacher: bool,
                  f"({', '.join(p.name for p in existing.values())}) will be overwritten as the run reaches them")
         return None
     verified = verify_step(folder, layout, expected)
+    if base_teacher:
+        problem = base_teacher_problem(folder, str(config.actor_rollout_ref.model.path))
+        if problem:
+            raise CheckpointError(problem)
     what = "actor + EMA teacher" if uses_teacher else "actor"
     checks = ("zip CRCs, finite " + ("and shaped " if expected else "") + "weights") if layout.tensors else "zip CRCs"
     echo(f"{PREFIX} resuming from step {verified.step} ({folder}): {what}; verified {verified.files} files, "
@@ -373,7 +379,70 @@ def _config_shapes(config) -> dict[str, tuple[int, ...]] | None:
     return model_shapes(str(model.path), bool(model.get("trust_remote_code", False)))
 
 
-def resumed_line(step: int, folder: Path, teacher: bool) -> str:
-    """What the trainer prints once the workers hold the resumed state."""
-    return f"{PREFIX} resumed from step {step} ({folder}): actor{' + EMA teacher' if teacher else ''}"
+def resumed_line(step: int, folder: Path, teacher: bool, kind: str | None = None) -> str:
+    """What the trainer prints once the workers hold the resumed state (``kind``: srpo.teacher of a teacher method)."""
+    what = {"live": " (teacher: the live policy, no state)",
+            "base": " (teacher: the frozen initial weights, rebuilt from actor_rollout_ref.model.path)"}.get(kind, "")
+    return f"{PREFIX} resumed from step {step} ({folder}): actor{' + EMA teacher' if teacher else what}"
+
+
+# ---------------------------------------------------------------------------------------------- srpo.teacher=base
+#: written into each step folder by a `srpo.teacher=base` run: the files its frozen teacher was built from
+BASE_TEACHER_FILE = "teacher_base.json"
+#: model-directory files whose names and sizes identify the initial weights (config.json is hashed as well)
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def base_fingerprint(model_path: str) -> dict:
+    """What identifies the initial weights at ``model_path``: for a local directory the name and size of each
+    weight file and config.json's SHA-256 (no weight is read: a rebuilt teacher loads the same bytes); for a hub id,
+    the id alone."""
+    import hashlib
+
+    local = Path(os.path.expanduser(str(model_path)))
+    if not local.is_dir():
+        return {"model_path": str(model_path), "weights": None, "config_sha256": None}
+    weights = {p.name: p.stat().st_size for p in sorted(local.iterdir())
+               if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES)}
+    config = local / "config.json"
+    digest = hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else None
+    return {"model_path": str(local.resolve()), "weights": weights, "config_sha256": digest}
+
+
+def write_base_teacher(step_folder: str | Path, model_path: str) -> Path:
+    """Record ``base_fingerprint(model_path)`` in ``step_folder/teacher_base.json`` (atomically)."""
+    import json
+
+    folder = Path(step_folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / BASE_TEACHER_FILE
+    scratch = target.with_suffix(".json.tmp")
+    scratch.write_text(json.dumps(base_fingerprint(model_path), indent=1, sort_keys=True))
+    os.replace(scratch, target)
+    return target
+
+
+def base_teacher_problem(step_folder: str | Path, model_path: str) -> str | None:
+    """Why a `srpo.teacher=base` resume from ``step_folder`` must not rebuild its teacher from ``model_path`` (the
+    weight files or config differ from the ones the run started from), or None. A step folder without the record
+    (written by an ema or live run) passes: base is then, by definition, the weights at ``model_path``."""
+    import json
+
+    record = Path(step_folder) / BASE_TEACHER_FILE
+    if not record.is_file():
+        return None
+    try:
+        saved = json.loads(record.read_text())
+    except (OSError, ValueError) as error:
+        return f"cannot resume {step_folder}: {record} is unreadable ({error})"
+    now = base_fingerprint(model_path)
+    if saved.get("weights") is None and now["weights"] is None:
+        same = saved.get("model_path") == now["model_path"]
+    else:
+        same = (saved.get("weights"), saved.get("config_sha256")) == (now["weights"], now["config_sha256"])
+    if same:
+        return None
+    return (f"cannot resume {step_folder} with srpo.teacher=base: its frozen teacher was built from "
+            f"{saved.get('model_path')} and actor_rollout_ref.model.path={model_path} holds other weights or another "
+            f"config ({record}); point actor_rollout_ref.model.path at the run's initial model")
 

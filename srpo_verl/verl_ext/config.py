@@ -33,6 +33,10 @@ from srpo_verl.verl_ext.teacher_layout import teacher_layout_conflicts
 #: methods that need the EMA teacher, the top-K ids and the distillation loss.
 TEACHER_METHODS = frozenset(m for m in METHODS if m != "grpo")
 
+#: `srpo.teacher`: ema (the paper: an EMA of the actor in its own engine), live (the current policy: the teacher pass
+#: runs on the actor engine, no teacher copy, no EMA), base (the frozen initial weights in the teacher engine).
+TEACHER_KINDS = ("ema", "live", "base")
+
 #: the trainer_mode srpo_verl registers (registration.TRAINER_NAME; not imported: that module imports the CPU hooks).
 SRPO_TRAINER_MODE = "srpo"
 
@@ -59,6 +63,7 @@ class SRPOSettings:
     add_tail: bool = True
     alpha: float = 0.5
     ema_rate: float = 0.05
+    teacher: str = "ema"
     is_clip: float | None = 2.0
     adv_mix_lambda: float = 0.9
     max_reprompt_len: int = 10240
@@ -81,6 +86,9 @@ class SRPOSettings:
             raise RunConfigError(
                 f"srpo.logits_backend={self.logits_backend!r} is not one of {', '.join(LOGPROB_BACKENDS)}"
             )
+        if self.teacher not in TEACHER_KINDS:
+            raise RunConfigError(f"srpo.teacher={self.teacher!r} is not one of {', '.join(TEACHER_KINDS)}")
+        self._check_teacher_kind()
         if self.reprompt_truncation not in TRUNCATION_MODES:
             raise RunConfigError(
                 f"srpo.reprompt_truncation={self.reprompt_truncation!r} is not one of {', '.join(TRUNCATION_MODES)}"
@@ -98,6 +106,21 @@ class SRPOSettings:
         if self.reward_range is not None and not self.reward_range[0] < self.reward_range[1]:
             raise RunConfigError(f"srpo.reward_range={list(self.reward_range)} must be [low, high] with low < high")
         self.templates  # validates the three templates
+
+    def _check_teacher_kind(self) -> None:
+        """A non-default teacher kind needs a teacher method; live and base have no EMA, so a non-default
+        ema_rate with them would be a setting that does nothing (refused rather than ignored)."""
+        if self.teacher == "ema":
+            return
+        if not self.uses_teacher:
+            raise RunConfigError(f"srpo.teacher={self.teacher} has no effect with srpo.method={self.method} (no "
+                                 "teacher): drop it, or use a teacher method (" + ", ".join(sorted(TEACHER_METHODS))
+                                 + ")")
+        default_rate = type(self).__dataclass_fields__["ema_rate"].default
+        if self.ema_rate != default_rate:
+            what = "the current policy" if self.teacher == "live" else "the initial weights, frozen"
+            raise RunConfigError(f"srpo.ema_rate={self.ema_rate!r} has no effect with srpo.teacher={self.teacher} "
+                                 f"(no EMA: the teacher is {what}): leave it at {default_rate}, or use srpo.teacher=ema")
 
     @classmethod
     def from_config(cls, group: Mapping[str, Any] | None) -> "SRPOSettings":
@@ -119,6 +142,16 @@ class SRPOSettings:
     @property
     def uses_teacher(self) -> bool:
         return self.method in TEACHER_METHODS
+
+    @property
+    def teacher_engine(self) -> bool:
+        """A separate forward-only teacher engine is built (ema, base); live scores on the actor engine."""
+        return self.uses_teacher and self.teacher != "live"
+
+    @property
+    def teacher_ema(self) -> bool:
+        """The teacher follows the actor by EMA after each update and is checkpointed (teacher/): ema only."""
+        return self.uses_teacher and self.teacher == "ema"
 
     @property
     def route_mode(self) -> str:
@@ -346,10 +379,14 @@ def _check_generic(config: Mapping[str, Any]) -> None:
                         f"{longest}")
 
 
-def teacher_batching(config: Mapping[str, Any]) -> tuple[bool, int | None, str]:
+def teacher_batching(config: Mapping[str, Any], live: bool = False) -> tuple[bool, int | None, str]:
     """How the teacher engine batches its forward (as `worker._build_teacher` builds it from `ref`, falling back
-    to the rollout's log-prob settings): (dynamic batching on, token budget per GPU, the key the budget is read
-    from)."""
+    to the rollout's log-prob settings; ``live``: the actor engine's log-prob settings, `ref` is unused): (dynamic
+    batching on, token budget per GPU, the key the budget is read from)."""
+    if live:
+        key = "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu"
+        return bool(_get(config, "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz", False)), \
+            _number(config, key, None), key
     ref_dynamic = _get(config, "actor_rollout_ref.ref.log_prob_use_dynamic_bsz", False)
     rollout_dynamic = _get(config, "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz", False)
     key = "actor_rollout_ref.ref.log_prob_max_token_len_per_gpu"
@@ -439,13 +476,15 @@ def validate_run_config(config: Mapping[str, Any]) -> SRPOSettings:
         _refuse(f"srpo.max_reprompt_len={settings.max_reprompt_len} must exceed data.max_prompt_length={prompt_len}: "
                 "the teacher prompt holds the student's prompt, the template and the demonstration (the paper: "
                 "10240 = 2048 + 8192)")
-    dynamic, budget, budget_key = teacher_batching(config)
+    dynamic, budget, budget_key = teacher_batching(config, live=settings.teacher == "live")
     longest = settings.max_reprompt_len + response_len
     if dynamic and budget is not None and budget < longest:
         _refuse(f"{budget_key}={budget} (the teacher's token budget per GPU) is below srpo.max_reprompt_len + "
                 f"data.max_response_length = {longest}: a teacher sequence must fit a dynamic micro-batch; set "
-                f"actor_rollout_ref.ref.log_prob_max_token_len_per_gpu ≥ {longest}")
-    _check_teacher_layout(config)
+                f"{budget_key if settings.teacher == 'live' else 'actor_rollout_ref.ref.log_prob_max_token_len_per_gpu'}"
+                f" ≥ {longest}")
+    if settings.teacher_engine:  # live builds no teacher engine: nothing to lay out like the actor
+        _check_teacher_layout(config)
 
     mini = _get(config, "actor_rollout_ref.actor.ppo_mini_batch_size")
     batch = _get(config, "data.train_batch_size")

@@ -11,6 +11,8 @@ Per step, on top of verl's loop (trainer_base.PPOTrainer._step_once):
   5. the EMA teacher moves towards the updated actor (when the step's grad norm is finite), before any checkpoint
      is written; checkpoints hold the teacher next to the actor and resume restores it.
 With ``srpo.method=grpo`` none of this runs and the trainer is verl's ``PPOTrainerSync``.
+``srpo.teacher=live`` runs step 3 on the actor engine and skips step 5 and the teacher checkpoint; ``base`` skips
+the EMA, and its frozen teacher is rebuilt from the model path on resume (checkpoint.base_teacher_problem guards it).
 """
 
 from __future__ import annotations
@@ -277,8 +279,9 @@ class SRPOTrainer(PPOTrainerSync):
         batch = super()._update_actor(batch, metrics)
         for key in [k for k in metrics if k.startswith("actor/srpo/")]:
             metrics[key[len("actor/"):]] = metrics.pop(key)
-        if self.srpo.uses_teacher:
-            metrics["srpo/teacher/ema_applied"] = float(self._ema_update(metrics))
+        if self.srpo.teacher_ema:
+            with marked_timer("srpo_ema", self.timing_raw, color="purple"):
+                metrics["srpo/teacher/ema_applied"] = float(self._ema_update(metrics))
         return batch
 
     def _ema_update(self, metrics: dict) -> bool:
@@ -314,17 +317,21 @@ class SRPOTrainer(PPOTrainerSync):
         # The teacher goes first: verl's save ends by marking the step as the latest complete checkpoint. It rotates
         # with the actor (the same number kept); trainer.default_hdfs_dir is refused at start-up for the teacher
         # methods (config.py: verl 0.9.1's FSDP checkpoint manager never uploads, so neither would reach it).
-        if self.srpo.uses_teacher:
+        # live has no teacher state; base's frozen teacher is rebuilt from actor_rollout_ref.model.path on resume, so
+        # only a fingerprint of those files is written (teacher_base.json: the resume refuses other files).
+        if self.srpo.teacher_ema:
             path = os.path.join(self._step_folder(self.global_steps), "teacher")
             self.actor_rollout_wg.save_teacher(path, self.global_steps,
                                                max_ckpt_to_keep=actor_checkpoints_to_keep(self.config.trainer))
+        elif self.srpo.uses_teacher and self.srpo.teacher == "base":
+            ckpt.write_base_teacher(self._step_folder(self.global_steps), self.config.actor_rollout_ref.model.path)
         super()._save_checkpoint()
 
     def _load_checkpoint(self):
         # The driver verified the checkpoint (srpo_verl.main); found again here so that an unreadable tracker or a
         # missing step folder is named even when the trainer is started another way.
         root = os.path.dirname(self._step_folder(0))
-        layout = ckpt.layout_of(self.config, self.srpo.uses_teacher)
+        layout = ckpt.layout_of(self.config, self.srpo.teacher_ema)
         trainer = self.config.trainer
         resume_from = trainer.get("resume_from_path", None)
         if resume_from and not os.path.isabs(resume_from):
@@ -333,7 +340,11 @@ class SRPOTrainer(PPOTrainerSync):
         super()._load_checkpoint()
         if folder is None or self.global_steps == 0:
             return
-        if self.srpo.uses_teacher:
+        if self.srpo.uses_teacher and self.srpo.teacher == "base":
+            problem = ckpt.base_teacher_problem(folder, self.config.actor_rollout_ref.model.path)
+            if problem:
+                raise ckpt.CheckpointError(problem)
+        if self.srpo.teacher_ema:
             path = os.path.join(folder, "teacher")
             if not os.path.isdir(path):
                 raise FileNotFoundError(
@@ -342,7 +353,8 @@ class SRPOTrainer(PPOTrainerSync):
                     "(srpo.method=grpo or verl's own trainer). " + ckpt.offer_previous(root, self.global_steps, layout)
                 )
             self.actor_rollout_wg.load_teacher(path)
-        print(ckpt.resumed_line(self.global_steps, folder, self.srpo.uses_teacher), flush=True)
+        print(ckpt.resumed_line(self.global_steps, folder, self.srpo.teacher_ema,
+                                self.srpo.teacher if self.srpo.uses_teacher else None), flush=True)
 
 
 # When this module is imported before verl's trainer, the import hook fires while it is half initialised and defers

@@ -1,5 +1,9 @@
 """SRPO's hybrid worker: verl's ActorRolloutRefWorker plus an EMA self-teacher engine.
 
+``srpo.teacher`` picks the teacher's weights: ``ema`` (the paper) and ``base`` (the frozen initial weights, no EMA)
+build the teacher engine below; ``live`` builds none and runs the teacher pass on the actor engine (the current,
+pre-update policy), with the same processor and the same compact batch.
+
 verl builds a reference engine only when a KL term is on (and then scores every sample), ``set_loss_fn`` reaches
 only the actor, and checkpoints hold only the actor, so the teacher lives here (SRPO_ON_VERL_NOTES §1, §4):
   * ``init_model``: verl's models, then the routed loss on the actor and a forward-only teacher engine built like
@@ -96,13 +100,17 @@ class SRPOWorker(ActorRolloutRefWorker):
         actor_config: ActorConfig = omega_conf_to_dataclass(self.config.actor)
         self.loss_fn = partial(srpo_loss_module.srpo_loss, self.srpo, actor_config)
         self.actor.set_loss_fn(self.loss_fn)
+        if not self.srpo.teacher_engine:  # live: the actor engine scores the teacher batch (its loss fn handles it)
+            logger.info("SRPO teacher: live (the actor engine, %s); no teacher engine", self.srpo.method)
+            return
         self.teacher = self._build_teacher()
         self.teacher.set_loss_fn(partial(srpo_loss_module.srpo_loss, self.srpo, None))
         self._check_teacher_shards()
         # verl empties the device cache at the end of its init_model so that a colocated vLLM sees the free memory;
         # the teacher was built after that
         aggressive_empty_cache(force_sync=True)
-        logger.info("SRPO teacher engine built (%s, EMA rate %s)", self.srpo.method, self.srpo.ema_rate)
+        logger.info("SRPO teacher engine built (%s, teacher %s, EMA rate %s)", self.srpo.method, self.srpo.teacher,
+                    self.srpo.ema_rate if self.srpo.teacher_ema else "none")
 
     def _check_teacher_shards(self) -> None:
         """Every teacher shard is fp32 and has the actor shard's shape on this rank (the EMA pairs them 1:1)."""
@@ -160,7 +168,20 @@ class SRPOWorker(ActorRolloutRefWorker):
         return teacher
 
     def _teacher_module(self):
-        return self.teacher.engine.module
+        return self._teacher_engine().engine.module
+
+    def _teacher_engine(self) -> TrainingWorker:
+        """The engine the teacher pass runs on: the teacher engine (ema, base), or the actor's (live)."""
+        if self.srpo.teacher == "live":
+            return self.actor
+        if self.teacher is None:
+            raise RuntimeError(f"srpo.teacher={self.srpo.teacher}: the teacher engine was not built (init_model)")
+        return self.teacher
+
+    def _require_ema(self, what: str) -> None:
+        if not self.srpo.teacher_ema:
+            raise RuntimeError(f"{what} with srpo.teacher={self.srpo.teacher}: only the ema teacher has an EMA and a "
+                               "teacher checkpoint (the SRPO trainer never calls it for live or base)")
 
     # ------------------------------------------------------------------ forward passes
     # The decorators are verl's own on ActorRolloutRefWorker.compute_log_prob / update_actor /
@@ -202,18 +223,21 @@ class SRPOWorker(ActorRolloutRefWorker):
     @DistProfiler.annotate(color="olive", role="teacher_compute_topk")
     @_with_routing_replay_flag(enabled=False)
     def compute_teacher_topk(self, data: TensorDict) -> TensorDict:
-        """Teacher log-probs at the student's stored ids and the teacher's entropy, in the response frame."""
+        """Teacher log-probs at the student's stored ids and the teacher's entropy, in the response frame (on the
+        teacher engine, or on the actor engine for ``srpo.teacher=live``: the actor's weights before this step's
+        update, under verl's eval mode and no_grad like the π_old pass)."""
         k = data[srpo_loss_module.QUERY_IDS].values().shape[-1]
+        engine = self._teacher_engine()
         # distillation_only: the engine skips the sampled-token log-probs over the teacher batch (nothing reads them)
         tu.assign_non_tensor(data, compute_loss=True, calculate_entropy=False, **srpo_loss_module.PROCESSOR_FLAGS)
-        engine_config = self.teacher.engine_config
+        engine_config = engine.engine_config
         if not engine_config.use_dynamic_bsz:
             # the compact teacher batch is padded only to the DP size: use the largest micro-batch that divides it
             rows, configured = data.batch_size[0], engine_config.infer_micro_batch_size_per_gpu or 1
             micro = max(d for d in range(1, min(rows, configured) + 1) if rows % d == 0)
             tu.assign_non_tensor(data, micro_batch_size_per_gpu=micro)
         tu.assign_non_tensor_data(data, srpo_loss_module.PHASE, "teacher")
-        output = self.teacher.infer_batch(data)
+        output = engine.infer_batch(data)
         if output is None:
             return None
         logp = _stack_outputs(output, [srpo_loss_module.teacher_output_key(i) for i in range(k)])
@@ -235,6 +259,7 @@ class SRPOWorker(ActorRolloutRefWorker):
 
         Nothing is written when any actor value on any rank is non-finite. Returns this rank's
         ``{"applied": bool, "actor_finite": bool, "max_abs_delta": float}`` (max |Δθ_T|, 0.0 when not applied)."""
+        self._require_ema("ema_update_teacher")
         teacher_params = dict(self._teacher_module().named_parameters())
         names, teacher, actor = [], [], []
         for name, actor_param in self.actor.engine.module.named_parameters():
@@ -250,9 +275,11 @@ class SRPOWorker(ActorRolloutRefWorker):
     def save_teacher(self, local_path: str, global_step: int, max_ckpt_to_keep: int | None = None):
         """Model-only teacher checkpoint; ``max_ckpt_to_keep`` rotates the teacher/ folders like verl rotates actor/
         (this engine's checkpoint manager remembers the folders it wrote in this process)."""
+        self._require_ema("save_teacher")
         self.teacher.save_checkpoint(local_path, None, global_step, max_ckpt_to_keep=max_ckpt_to_keep)
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def load_teacher(self, local_path: str):
+        self._require_ema("load_teacher")
         self.teacher.load_checkpoint(local_path, None, False)
 

@@ -35,10 +35,11 @@ class WorkerGroup:
         self.calls.append(("load_teacher", path))
 
 
-def trainer(method="srpo", per_rank=None, root: Path | None = None, **trainer_config) -> SRPOTrainer:
+def trainer(method="srpo", per_rank=None, root: Path | None = None, teacher="ema", **trainer_config) -> SRPOTrainer:
     t = object.__new__(SRPOTrainer)
-    t.srpo = SRPOSettings(method=method)
+    t.srpo = SRPOSettings(method=method, teacher=teacher)
     t.global_steps = 7
+    t.timing_raw = {}  # verl's fit loop sets it each step
     t.actor_rollout_wg = WorkerGroup(per_rank)
     t.config = OmegaConf.create({
         "trainer": {"default_local_dir": str(root or "/nowhere"), "resume_mode": "auto", "resume_from_path": None,

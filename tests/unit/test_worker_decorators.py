@@ -41,7 +41,7 @@ def worker(recorder: Recorder, method: str = "grpo"):
     teacher = SimpleNamespace(infer_batch=recorder.infer_batch,
                               engine_config=SimpleNamespace(use_dynamic_bsz=True))
     return SimpleNamespace(enable_routing_replay=True, srpo=SRPOSettings(method=method), actor=recorder,
-                           teacher=teacher, profiler=recorder)
+                           teacher=teacher, profiler=recorder, _teacher_engine=lambda: teacher)
 
 
 def batch():
