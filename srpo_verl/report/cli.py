@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from srpo_verl.report import generations, table
+from srpo_verl.report import collapse, generations, table
 
 
 def report_main(argv: list[str] | None = None) -> int:
@@ -26,6 +26,9 @@ def report_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-source", default=None,
                         help="data source of val-core/<source>/acc/mean@N when a run validated several")
     parser.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown")
+    parser.add_argument("--format-drop-warn", type=float, default=0.2, metavar="DROP",
+                        help="the format-rate table marks validations more than DROP below the run's best format "
+                        "rate (the trainer's srpo.format_drop_warn; default %(default)s)")
     parser.add_argument("--plots", type=Path, default=None, metavar="PNG",
                         help="write the curves figure here (one row per task, one line per method)")
     parser.add_argument("--smooth", type=int, default=1,
@@ -45,6 +48,11 @@ def report_main(argv: list[str] | None = None) -> int:
             print(table.render_markdown(by_time, "Best avg@N by training time"))
             print(table.render_markdown(by_step, "Best avg@N by training step"))
             print(table.render_step_time_markdown(table.step_time_table(entries, time_windows), time_windows))
+            summaries = [summary for e in entries
+                         for summary in collapse.format_summaries(f"{e.method}/{e.task}", e.log.steps,
+                                                                  args.format_drop_warn)]
+            if summaries:
+                print(collapse.render_format_markdown(summaries, args.format_drop_warn))
         else:
             records = table.table_records(by_time) + table.table_records(by_step)
             print(table.render_csv(records) if args.format == "csv" else table.render_json(records), end="")

@@ -77,6 +77,9 @@ class SRPOSettings:
     logits_chunk_size: int = 1024
     logits_backend: str = "auto"
     route_dump_dir: str | None = None
+    log_samples: int = 4
+    log_samples_freq: int = 10
+    format_drop_warn: float | None = 0.2
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -99,10 +102,15 @@ class SRPOSettings:
             ("ema_rate", 0.0 < self.ema_rate <= 1.0, "in (0, 1]"),
             ("max_reprompt_len", self.max_reprompt_len >= 1, "≥ 1"),
             ("logits_chunk_size", self.logits_chunk_size >= 1, "≥ 1"),
+            ("log_samples", self.log_samples >= 0, "≥ 0 (0 = off)"),
+            ("log_samples_freq", self.log_samples_freq >= 1, "≥ 1 (steps)"),
         ]
         for key, ok, allowed in checks:
             if not ok:
                 raise RunConfigError(f"srpo.{key}={getattr(self, key)!r} must be {allowed}")
+        if self.format_drop_warn is not None and not 0.0 < self.format_drop_warn <= 1.0:
+            raise RunConfigError(f"srpo.format_drop_warn={self.format_drop_warn!r} must be in (0, 1] (a drop of the "
+                                 "validation format rate from its best) or null (off)")
         if self.reward_range is not None and not self.reward_range[0] < self.reward_range[1]:
             raise RunConfigError(f"srpo.reward_range={list(self.reward_range)} must be [low, high] with low < high")
         self.templates  # validates the three templates

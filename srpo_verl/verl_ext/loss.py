@@ -10,8 +10,9 @@ The non-tensor ``srpo_phase`` in the data says which pass this is:
   ``teacher`` (teacher engine)        → teacher log-probs at the student's ids (K outputs) and the full-vocabulary
                                         teacher entropy;
   ``update``  (actor, training)       → the sampled-token log-probs of every response token and the per-token
-                                        divergence on distilled rows (two outputs, with gradient), then the routed
-                                        loss of :mod:`srpo_verl.core.losses`.
+                                        divergence on distilled rows (two outputs, with gradient) and the detached
+                                        per-token top-K mass gap (student − teacher, :func:`topk_mass_gap`), then
+                                        the routed loss of :mod:`srpo_verl.core.losses`.
 The logits the processor sees are already divided by the rollout temperature.
 
 In the ``old`` and ``update`` phases the SRPO worker sets ``distillation_only``, so verl never computes its own
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import torch
 
+from srpo_verl.core.diagnostics import topk_mass_gap
 from srpo_verl.core.logprobs import gather_logprobs_with_entropy, topk_token_ids
 from srpo_verl.core.losses import distillation_token_loss, routed_policy_loss
 from srpo_verl.verl_ext.config import SRPOSettings
@@ -40,6 +42,13 @@ TEACHER_ENTROPY = "srpo_teacher_entropy"  # [R]
 DW_WEIGHT = "srpo_dw_weight"  # [R]
 DIVERGENCE = "srpo_divergence"  # processor output in the update phase
 LOG_PROBS = "srpo_log_probs"  # processor output in the old and update phases: sampled-token log-probs
+MASS_GAP = "srpo_topk_mass_gap"  # processor output in the update phase: student − teacher top-K mass (detached)
+
+#: update metrics of the top-K mass gap: its sum over the micro-batch's SDPO tokens and their count (both SUM
+#: aggregated, so their ratio is the step's mean over SDPO tokens: :func:`mass_gap_mean`)
+MASS_GAP_SUM_METRIC = "srpo/topk/mass_gap_sum"
+SDPO_TOKENS_METRIC = "srpo/topk/sdpo_tokens"
+MASS_GAP_METRIC = "srpo/topk/mass_gap"
 
 #: non-tensor flags the worker sets on the old, teacher and update batches: verl calls the logits processor and
 #: skips its own sampled-token log-probs (see the module docstring).
@@ -115,8 +124,9 @@ def update_ids(sampled: torch.Tensor, response_lens: torch.Tensor, rows: torch.T
 
 
 def update_outputs(settings: SRPOSettings, logits: torch.Tensor, data, positions: torch.Tensor):
-    """(sampled-token log-probs [M], divergence [M] with 0 on tokens that are not distilled), both differentiable
-    in ``logits`` [nnz, V], from one pass over each response row (log Z and every gathered id at once)."""
+    """(sampled-token log-probs [M], divergence [M], top-K mass gap [M]): the first two differentiable in
+    ``logits`` [nnz, V], from one pass over each response row (log Z and every gathered id at once); the divergence
+    and the detached mass gap (student − teacher mass on the stored top-K ids) are 0 on tokens not distilled."""
     response_lens = _lengths(data["responses"])
     rows = distilled_rows(data)
     stored = select_rows(_lengths(data[TOPK_IDS]), rows)
@@ -127,11 +137,13 @@ def update_outputs(settings: SRPOSettings, logits: torch.Tensor, data, positions
         logits, ids, chunk_size=settings.logits_chunk_size, backend=settings.logits_backend, rows=positions
     )
     divergence = logp.new_zeros(logp.shape[0])
+    gap = torch.zeros(logp.shape[0], device=logp.device)
     if distilled.numel():
         teacher = data[TEACHER_LOGP].values()[stored].to(logits.device)
         token_div = distillation_token_loss(logp[distilled, 1:], teacher, settings.alpha, settings.add_tail)
         divergence = divergence.index_copy(0, distilled, token_div)
-    return logp[:, 0], divergence
+        gap = gap.index_copy(0, distilled, topk_mass_gap(logp[distilled, 1:], teacher))
+    return logp[:, 0], divergence, gap
 
 
 def logits_processor(settings: SRPOSettings, student_logits: torch.Tensor, data) -> dict[str, torch.Tensor]:
@@ -169,10 +181,11 @@ def logits_processor(settings: SRPOSettings, student_logits: torch.Tensor, data)
         return outputs
 
     if phase == "update":
-        log_probs, divergence = update_outputs(settings, logits, data, positions)
+        log_probs, divergence, gap = update_outputs(settings, logits, data, positions)
         return {
             LOG_PROBS: _scatter_rows(log_probs, positions, total).unsqueeze(0),
             DIVERGENCE: _scatter_rows(divergence, positions, total).unsqueeze(0),
+            MASS_GAP: _scatter_rows(gap, positions, total).unsqueeze(0),
         }
 
     raise ValueError(f"srpo logits processor called with {PHASE}={phase!r}; expected old, teacher or update")
@@ -235,4 +248,20 @@ def routed_update_loss(settings: SRPOSettings, actor_config, model_output, data)
         "srpo/loss/distill": Metric(value=out.distill, aggregation=AggregationType.SUM),
         "pg_loss": Metric(value=out.loss, aggregation=AggregationType.SUM),
     }
+    if MASS_GAP in model_output:
+        sdpo_tokens = response_mask & rows.unsqueeze(-1)
+        gap = no_padding_2_padding(model_output[MASS_GAP], data).detach()
+        metrics[MASS_GAP_SUM_METRIC] = Metric(value=gap[sdpo_tokens].sum(), aggregation=AggregationType.SUM)
+        metrics[SDPO_TOKENS_METRIC] = Metric(value=float(sdpo_tokens.sum()), aggregation=AggregationType.SUM)
     return out.loss, metrics
+
+
+def mass_gap_mean(metrics: dict) -> dict:
+    """The step's mean top-K mass gap over its SDPO tokens, ``srpo/topk/mass_gap``, from the update's summed
+    parts (:data:`MASS_GAP_SUM_METRIC` / :data:`SDPO_TOKENS_METRIC`, removed from ``metrics``); {} without SDPO
+    tokens. Both parts are averaged alike over ranks and mini-batches by verl, so the ratio is exact."""
+    total = metrics.pop(MASS_GAP_SUM_METRIC, None)
+    count = metrics.pop(SDPO_TOKENS_METRIC, None)
+    if total is None or not count:
+        return {}
+    return {MASS_GAP_METRIC: float(total) / float(count)}

@@ -34,9 +34,10 @@ from verl.utils.debug import marked_timer
 
 from srpo_verl.core.teacher_prompt import demonstration_texts, select_teacher_context, tokenize_teacher_prompt
 from srpo_verl.core.weights import entropy_weights
+from srpo_verl.report.collapse import FormatDropWatch
 from srpo_verl.verl_ext import checkpoint as ckpt
 from srpo_verl.verl_ext import loss as L
-from srpo_verl.verl_ext import registration
+from srpo_verl.verl_ext import registration, sample_log
 from srpo_verl.verl_ext.config import validate_run_config
 from srpo_verl.verl_ext.layout import pack_response_field, route_batch, to_jagged
 from srpo_verl.verl_ext.worker import WORKER_SETTINGS_KEY, SRPOWorker
@@ -69,7 +70,8 @@ class SRPOTrainer(PPOTrainerSync):
 
     def __init__(self, config: DictConfig):
         registration.assert_registered(where="trainer process")
-        self.srpo = validate_run_config(config)
+        self.srpo = sample_log.with_dump_dir(validate_run_config(config), config.trainer.default_local_dir)
+        self._format_watch = FormatDropWatch(self.srpo.format_drop_warn)
         with open_dict(config):
             # verl compares trainer_mode with "sync" in several places (replay buffer, checkpoints): run as sync.
             config.trainer.v1.trainer_mode = "sync"
@@ -237,6 +239,8 @@ class SRPOTrainer(PPOTrainerSync):
                 L.DW_WEIGHT: to_jagged(weights, response_lens),
             },
         )
+        sample_log.log_step_samples(self, batch, route, self._route_record["is_padding"], self._route_record["rewards"],
+                                    rows, list(td["prompts"].unbind())[:n] if n else [], entropy_full, weights, masks)
         sdpo_weights = weights[mask_cat]
         teacher_mass = torch.cat([row.exp().sum(-1) for row in logp_rows]) if n else torch.zeros(0)
         routed_mask = torch.cat([masks[i].bool() for i in rows]) if n else torch.zeros(0, dtype=torch.bool)
@@ -279,6 +283,7 @@ class SRPOTrainer(PPOTrainerSync):
         batch = super()._update_actor(batch, metrics)
         for key in [k for k in metrics if k.startswith("actor/srpo/")]:
             metrics[key[len("actor/"):]] = metrics.pop(key)
+        metrics.update(L.mass_gap_mean(metrics))
         if self.srpo.teacher_ema:
             with marked_timer("srpo_ema", self.timing_raw, color="purple"):
                 metrics["srpo/teacher/ema_applied"] = float(self._ema_update(metrics))
@@ -305,6 +310,14 @@ class SRPOTrainer(PPOTrainerSync):
             )
         metrics["srpo/teacher/ema_max_abs_delta"] = max(r["max_abs_delta"] for r in per_rank)
         return all(r["applied"] for r in per_rank)
+
+    # ------------------------------------------------------------------ validation: the collapse warning
+    def _validate(self):
+        metrics = super()._validate()
+        watch_metrics, line = self._format_watch.update(self.global_steps, metrics)
+        if line:
+            print(line, flush=True)
+        return {**metrics, **watch_metrics}
 
     # ------------------------------------------------------------------ checkpoints
     def _step_folder(self, step: int) -> str:

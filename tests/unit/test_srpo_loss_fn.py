@@ -110,18 +110,25 @@ def test_update_phase_divergence_matches_naive_and_backpropagates(order):
     logits.requires_grad_()
     data = micro_batch(order, "update", extra)
     out = L.srpo_loss(SETTINGS, None, data=data, student_logits=logits)
-    assert sorted(out) == sorted([L.DIVERGENCE, L.LOG_PROBS])
-    divergence = out[L.DIVERGENCE][0]
+    assert sorted(out) == sorted([L.DIVERGENCE, L.LOG_PROBS, L.MASS_GAP])
+    divergence, gap = out[L.DIVERGENCE][0], out[L.MASS_GAP][0]
+    assert not gap.requires_grad
     offset = 0
     for i in order:
         row = divergence[offset : offset + PROMPT_LENS[i] + RESPONSE_LENS[i]]
+        gap_row = gap[offset : offset + PROMPT_LENS[i] + RESPONSE_LENS[i]]
         expected = torch.zeros_like(row)
+        expected_gap = torch.zeros_like(row)
         if DISTILL[i]:
             student = torch.log_softmax(response_logits(per_row, i), -1).gather(-1, ids[i])
             start = PROMPT_LENS[i] - 1
             expected[start : start + RESPONSE_LENS[i]] = distillation_token_loss(student, teacher[i], 0.5, True)
+            # student minus teacher probability mass on the stored top-K ids
+            expected_gap[start : start + RESPONSE_LENS[i]] = student.exp().sum(-1) - teacher[i].exp().sum(-1)
         torch.testing.assert_close(row, expected, atol=1e-6, rtol=0)
+        torch.testing.assert_close(gap_row, expected_gap.detach(), atol=1e-6, rtol=0)
         offset += len(row)
+    assert gap.abs().sum() > 0
     # the sampled-token log-probs of every row, and the gradient of a loss of both outputs, equal autograd through
     # log_softmax (the reference builds its own graph on a copy of the logits)
     reference_logits = logits.detach().clone().requires_grad_()
@@ -197,6 +204,19 @@ def test_loss_mode_is_the_core_routed_loss_with_global_counts():
     )
     assert loss.item() == pytest.approx(expected.loss.item(), abs=1e-6)
     assert set(metrics) == {"srpo/loss/grpo", "srpo/loss/distill", "pg_loss"}
+
+    # with the processor's mass gap: its sum over the SDPO tokens (distilled rows 0 and 2, response positions only)
+    # and their count, so that the step's mean is their ratio
+    gap = nested([torch.arange(n, dtype=torch.float32) / 10 for n in full_len])
+    _, metrics = L.srpo_loss(SETTINGS, actor, data=data, model_output={L.LOG_PROBS: log_probs,
+                                                                        L.DIVERGENCE: divergence, L.MASS_GAP: gap})
+    # row 0: prompt 3, response 2 -> positions 2, 3; row 2: prompt 4, response 1 -> position 3
+    assert metrics[L.MASS_GAP_SUM_METRIC].aggregate() == pytest.approx(0.2 + 0.3 + 0.3)
+    assert metrics[L.SDPO_TOKENS_METRIC].aggregate() == 3.0
+    summed = {L.MASS_GAP_SUM_METRIC: 0.8, L.SDPO_TOKENS_METRIC: 3.0, "other": 1.0}
+    assert L.mass_gap_mean(summed) == {L.MASS_GAP_METRIC: pytest.approx(0.8 / 3)}
+    assert summed == {"other": 1.0}  # the parts are removed
+    assert L.mass_gap_mean({L.MASS_GAP_SUM_METRIC: 0.0, L.SDPO_TOKENS_METRIC: 0.0}) == {}  # no SDPO token
 
 
 def test_unknown_phase_is_an_error():
