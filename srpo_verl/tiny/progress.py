@@ -4,7 +4,8 @@
 
 The command's stdout/stderr go to ``--log`` (verl and Ray are verbose); this process polls verl's file-logger
 JSONL (``--metrics``, the ``VERL_FILE_LOGGER_PATH`` the command writes) and prints, for each logged step, the train
-reward, validation accuracy, seconds per step and rollout-vs-actor probability difference, with a bar on a TTY.
+reward, validation accuracy and format rate, seconds per step and rollout-vs-actor probability difference, with a
+bar on a TTY.
 On failure it prints the tail of the log and exits with the command's status.
 """
 
@@ -75,7 +76,7 @@ def step_line(record: dict, total_steps: int) -> str:
     row = step_row(record.get("step", -1), data, validation_accuracy_key({0: data}))
     parts = [f"step {record.get('step', '?'):>3}/{total_steps}"]
     for label, value, spec in (("reward ", row.reward, ".3f"), ("val acc ", row.val_acc, ".3f"),
-                               ("SDPO-routed ", row.sdpo_fraction, ".2f")):
+                               ("val format ", row.val_format, ".3f"), ("SDPO-routed ", row.sdpo_fraction, ".2f")):
         if value is not None:
             parts.append(f"{label}{value:{spec}}")
     if row.seconds is not None:

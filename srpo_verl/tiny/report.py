@@ -1,4 +1,4 @@
-"""End-of-run summary of a quickstart run: a per-step table and a PNG of reward and validation accuracy.
+"""End-of-run summary of a quickstart run: a per-step table and a PNG of reward, validation accuracy and format rate.
 
     python -m srpo_verl.tiny.report --metrics RUN/metrics.jsonl --out RUN
 
@@ -33,6 +33,7 @@ class StepRow:
     seconds: float | None
     probs_diff: float | None
     sdpo_fraction: float | None
+    val_format: float | None = None  # validation format rate (the verifier's format_ok), next to val acc
 
 
 def validation_accuracy_key(steps: StepMetrics) -> str | None:
@@ -46,14 +47,24 @@ def validation_accuracy_key(steps: StepMetrics) -> str | None:
     return keys[0] if keys else None
 
 
+def format_rate_key(val_key: str | None) -> str | None:
+    """The format-rate key ``val-aux/<source>/format_ok/mean@N`` of the accuracy key's source and N (verl logs it
+    next to ``val-core/<source>/acc/mean@N``: the core variable is acc); None without an accuracy key."""
+    match = _VAL_ACC.match(val_key or "")
+    if not match:
+        return None
+    return f"val-aux/{match.group('source')}/format_ok/mean@{match.group('n')}"
+
+
 def step_row(step: int, metrics: dict, val_key: str | None) -> StepRow:
     """The row of one step's metrics (``val_key`` from :func:`validation_accuracy_key`)."""
 
     def first(*keys: str) -> float | None:
         return next((metrics[k] for k in keys if k in metrics), None)
 
+    format_key = format_rate_key(val_key)
     return StepRow(step, first(REWARD_KEY), first(val_key) if val_key else None, first(STEP_SECONDS_KEY),
-                   first(PROBS_DIFF_KEY), first(*SDPO_FRACTION_KEYS))
+                   first(PROBS_DIFF_KEY), first(*SDPO_FRACTION_KEYS), first(format_key) if format_key else None)
 
 
 def step_rows(steps: StepMetrics) -> list[StepRow]:
@@ -67,13 +78,18 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def render_table(rows: list[StepRow]) -> str:
-    """A markdown table: step, train reward, val acc, s/step, rollout-vs-actor prob diff, SDPO-routed fraction."""
+    """A markdown table: step, train reward, val acc, val format rate (when logged), s/step, rollout-vs-actor prob
+    diff, SDPO-routed fraction."""
     show_sdpo = any(r.sdpo_fraction is not None for r in rows)
-    header = ["step", "train reward", "val acc", "s/step", "probs diff"] + (["SDPO-routed"] if show_sdpo else [])
+    show_format = any(r.val_format is not None for r in rows)
+    header = (["step", "train reward", "val acc"] + (["val format"] if show_format else []) + ["s/step", "probs diff"]
+              + (["SDPO-routed"] if show_sdpo else []))
     lines = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
     for r in rows:
-        cells = [str(r.step), _fmt(r.reward, ".3f"), _fmt(r.val_acc, ".3f"), _fmt(r.seconds, ".1f"),
-                 _fmt(r.probs_diff, ".1e")] + ([_fmt(r.sdpo_fraction, ".2f")] if show_sdpo else [])
+        cells = ([str(r.step), _fmt(r.reward, ".3f"), _fmt(r.val_acc, ".3f")]
+                 + ([_fmt(r.val_format, ".3f")] if show_format else [])
+                 + [_fmt(r.seconds, ".1f"), _fmt(r.probs_diff, ".1e")]
+                 + ([_fmt(r.sdpo_fraction, ".2f")] if show_sdpo else []))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -82,6 +98,7 @@ def headline(rows: list[StepRow], window: int = 5) -> str:
     """One sentence: train reward over the first and last ``window`` steps, first and last validation accuracy."""
     rewards = [r.reward for r in rows if r.reward is not None]
     vals = [(r.step, r.val_acc) for r in rows if r.val_acc is not None]
+    formats = [(r.step, r.val_format) for r in rows if r.val_format is not None]
     parts = []
     if rewards:
         k = min(window, len(rewards))
@@ -89,6 +106,9 @@ def headline(rows: list[StepRow], window: int = 5) -> str:
                      f"{sum(rewards[-k:]) / k:.3f} (last {k})")
     if vals:
         parts.append(f"val acc {vals[0][1]:.3f} (step {vals[0][0]}) -> {vals[-1][1]:.3f} (step {vals[-1][0]})")
+    if formats:
+        parts.append(f"val format {formats[0][1]:.3f} (step {formats[0][0]}) -> {formats[-1][1]:.3f} "
+                     f"(step {formats[-1][0]})")
     seconds = [r.seconds for r in rows if r.seconds is not None]
     if seconds:
         parts.append(f"{sum(seconds) / len(seconds):.1f} s/step")
@@ -105,10 +125,13 @@ def plot_curves(rows: list[StepRow], out_png: Path, title: str = "") -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
     train = [(r.step, r.reward) for r in rows if r.reward is not None]
     val = [(r.step, r.val_acc) for r in rows if r.val_acc is not None]
+    formats = [(r.step, r.val_format) for r in rows if r.val_format is not None]
     if train:
         ax.plot(*zip(*train), marker=".", label="train reward (mean score of rollouts)")
     if val:
         ax.plot(*zip(*val), marker="o", label="validation accuracy")
+    if formats:
+        ax.plot(*zip(*formats), marker="s", linestyle="--", label="validation format rate")
     ax.set_xlabel("training step")
     ax.set_ylabel("score / accuracy")
     ax.set_ylim(0, 1)

@@ -46,6 +46,21 @@ def test_table_and_headline():
     assert render_table(sdpo).splitlines()[2] == "| 3 | 0.500 | - | - | - | 0.25 |"
 
 
+def test_validation_format_rate_sits_next_to_accuracy():
+    fmt = "val-aux/synthetic/format_ok/mean@1"
+    steps = {0: {VAL: 0.25, fmt: 0.75}, 1: {"critic/score/mean": 0.2, "timing_s/step": 3.0},
+             2: {"critic/score/mean": 0.4, VAL: 0.5, fmt: 0.25}}
+    rows = step_rows(steps)
+    assert [r.val_format for r in rows] == [0.75, None, 0.25]
+    assert render_table(rows).splitlines()[0] == "| step | train reward | val acc | val format | s/step | probs diff |"
+    assert render_table(rows).splitlines()[4] == "| 2 | 0.400 | 0.500 | 0.250 | - | - |"
+    assert "val format 0.750 (step 0) -> 0.250 (step 2)" in headline(rows)
+    assert step_line({"step": 2, "data": steps[2]}, 20) == (
+        "step   2/20 | reward 0.400 | val acc 0.500 | val format 0.250")
+    # the key of the accuracy's source and N only (another source's or another N's format rate is not shown)
+    assert step_rows({0: {VAL: 0.5, "val-aux/synthetic/format_ok/mean@4": 0.9}})[0].val_format is None
+
+
 def test_report_cli_writes_table_and_png(tmp_path):
     metrics = tmp_path / "metrics.jsonl"
     metrics.write_text("".join(json.dumps({"step": s, "data": d}) + "\n" for s, d in STEPS.items()))
