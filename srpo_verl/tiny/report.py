@@ -20,6 +20,7 @@ REWARD_KEY = "critic/score/mean"  # mean verifier score of the step's rollouts (
 STEP_SECONDS_KEY = "timing_s/step"
 PROBS_DIFF_KEY = "training/rollout_probs_diff_mean"
 SDPO_FRACTION_KEYS = ("srpo/route/sdpo_frac", "actor/srpo/route/sdpo_frac")
+MASS_GAP_KEY = "srpo/topk/mass_gap"  # student - teacher probability mass on the distilled top-K ids (SDPO tokens)
 _VAL_ACC = re.compile(r"^val-core/(?P<source>[^/]+)/acc/mean@(?P<n>\d+)$")
 
 
@@ -34,6 +35,7 @@ class StepRow:
     probs_diff: float | None
     sdpo_fraction: float | None
     val_format: float | None = None  # validation format rate (the verifier's format_ok), next to val acc
+    mass_gap: float | None = None
 
 
 def validation_accuracy_key(steps: StepMetrics) -> str | None:
@@ -64,7 +66,8 @@ def step_row(step: int, metrics: dict, val_key: str | None) -> StepRow:
 
     format_key = format_rate_key(val_key)
     return StepRow(step, first(REWARD_KEY), first(val_key) if val_key else None, first(STEP_SECONDS_KEY),
-                   first(PROBS_DIFF_KEY), first(*SDPO_FRACTION_KEYS), first(format_key) if format_key else None)
+                   first(PROBS_DIFF_KEY), first(*SDPO_FRACTION_KEYS), first(format_key) if format_key else None,
+                   first(MASS_GAP_KEY))
 
 
 def step_rows(steps: StepMetrics) -> list[StepRow]:
@@ -79,17 +82,19 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def render_table(rows: list[StepRow]) -> str:
     """A markdown table: step, train reward, val acc, val format rate (when logged), s/step, rollout-vs-actor prob
-    diff, SDPO-routed fraction."""
+    diff, SDPO-routed fraction and top-K mass gap (when logged)."""
     show_sdpo = any(r.sdpo_fraction is not None for r in rows)
     show_format = any(r.val_format is not None for r in rows)
+    show_gap = any(r.mass_gap is not None for r in rows)
     header = (["step", "train reward", "val acc"] + (["val format"] if show_format else []) + ["s/step", "probs diff"]
-              + (["SDPO-routed"] if show_sdpo else []))
+              + (["SDPO-routed"] if show_sdpo else []) + (["mass gap"] if show_gap else []))
     lines = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
     for r in rows:
         cells = ([str(r.step), _fmt(r.reward, ".3f"), _fmt(r.val_acc, ".3f")]
                  + ([_fmt(r.val_format, ".3f")] if show_format else [])
                  + [_fmt(r.seconds, ".1f"), _fmt(r.probs_diff, ".1e")]
-                 + ([_fmt(r.sdpo_fraction, ".2f")] if show_sdpo else []))
+                 + ([_fmt(r.sdpo_fraction, ".2f")] if show_sdpo else [])
+                 + ([_fmt(r.mass_gap, ".3f")] if show_gap else []))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

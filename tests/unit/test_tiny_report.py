@@ -44,6 +44,9 @@ def test_table_and_headline():
                               "0.500 (step 2); 2.5 s/step")
     sdpo = step_rows({3: {"critic/score/mean": 0.5, "srpo/route/sdpo_frac": 0.25}})
     assert render_table(sdpo).splitlines()[2] == "| 3 | 0.500 | - | - | - | 0.25 |"
+    gap = step_rows({3: {"critic/score/mean": 0.5, "srpo/route/sdpo_frac": 0.25, "srpo/topk/mass_gap": 0.0118}})
+    assert render_table(gap).splitlines()[0].endswith("| SDPO-routed | mass gap |")
+    assert render_table(gap).splitlines()[2] == "| 3 | 0.500 | - | - | - | 0.25 | 0.012 |"
 
 
 def test_validation_format_rate_sits_next_to_accuracy():
