@@ -32,7 +32,8 @@ setup(
         "pandas",
         "pyarrow>=19",
         # the math verifier (srpo_verl/rewards/math_answer.py); the antlr4 4.9.3 extra is the runtime hydra-core pins
-        "math-verify[antlr4_9_3]>=0.9,<0.10",
+        # (spelled as math-verify's metadata does: pip warns "does not provide the extra" for antlr4_9_3)
+        "math-verify[antlr4-9-3]>=0.9,<0.10",
     ],
     extras_require={
         # verl 0.9.1's own GPU pins, one extra per rollout engine (srpo_verl/gpu_stack.py; docs/INSTALL.md). sglang

@@ -68,7 +68,7 @@ class _Worker:
         if not first.get("ready"):
             self.kill()
             raise MathVerifyUnavailable(f"math-verify does not import in the worker ({first.get('error')}); install "
-                                        "it: pip install 'math-verify[antlr4_9_3]' (setup.py's requirement)")
+                                        "it: pip install 'math-verify[antlr4-9-3]' (setup.py's requirement)")
 
     def _read_line(self, deadline: float) -> dict:
         fd = self.process.stdout.fileno()
