@@ -1,0 +1,1 @@
+"""Benchmark drivers that launch real trainer runs (the toy comparison harness: ``srpo_verl.bench.compare``)."""

@@ -1,0 +1,195 @@
+"""The toy comparison harness without a trainer: seed aggregation, budget table, figure (srpo_verl.report.compare)
+and the run plan, learning rates, quickstart knobs and finished markers (srpo_verl.bench.compare)."""
+
+import json
+import math
+
+import pytest
+
+from srpo_verl.bench import compare as bench
+from srpo_verl.report import compare
+from srpo_verl.report.table import Window
+
+VAL = "val-core/synthetic/acc/mean@4"
+
+
+def _run(vals, step_s, sdpo=None, entropy=None, tokens=None, steps=4):
+    """{step: metrics}: validation at the keys of ``vals``, ``step_s`` seconds per step, optional SRPO metrics."""
+    out = {0: {VAL: vals[0]}} if 0 in vals else {}
+    for k in range(1, steps + 1):
+        m = {"timing_s/step": step_s, "critic/score/mean": 0.1 * k, "response_length/mean": 10.0 + k}
+        if k in vals:
+            m[VAL] = vals[k]
+        if sdpo is not None:
+            m["actor/srpo/route/sdpo_frac"] = sdpo[k - 1]
+        if entropy is not None:
+            m["srpo/teacher/entropy_mean"] = entropy[k - 1]
+        if tokens is not None:
+            m["srpo/teacher/tokens"] = tokens[k - 1]
+        out[k] = m
+    return out
+
+
+def test_seed_curve_mean_and_population_std_per_step():
+    curve = compare.seed_curve([{0: 0.2, 2: 0.4}, {0: 0.4, 2: 0.8, 4: 0.9}])
+    assert curve.steps == [0, 2, 4]
+    assert curve.mean == pytest.approx([0.3, 0.6, 0.9])
+    assert curve.std == pytest.approx([0.1, 0.2, 0.0])
+    assert curve.n == [2, 2, 1]
+
+
+def test_teacher_entropy_dropped_where_nothing_was_routed_and_actor_prefix_found():
+    steps = _run({0: 0.5}, 1.0, sdpo=[0.5, 0.0, 0.25, 0.0], entropy=[1.5, 0.0, 2.5, 0.0])
+    assert compare.metric_series(steps, compare.TEACHER_ENTROPY_KEY) == {1: 1.5, 3: 2.5}
+    assert compare.metric_series(steps, compare.SDPO_FRACTION_KEY) == {1: 0.5, 2: 0.0, 3: 0.25, 4: 0.0}
+    assert compare.metric_series(steps, None) == {0: 0.5}
+    assert compare.metric_series({1: {"critic/score/mean": 1.0}}, None) == {}  # never validated
+
+
+def test_method_row_budgets_per_seed_then_mean_std():
+    # seed a: 2 s/step, best 0.6 at step 2 then 0.9 at step 4; seed b: 4 s/step, 0.5 at step 2, 0.7 at step 4
+    a = _run({0: 0.1, 2: 0.6, 4: 0.9}, 2.0, tokens=[100, 200, 300, 400])
+    b = _run({0: 0.3, 2: 0.5, 4: 0.7}, 4.0, tokens=[100, 200, 300, 400])
+    row = compare.method_row("srpo", [a, b], [Window("2st", 2), Window("4st", 4)], [Window("8s", 8)])
+    assert row.base.mean == pytest.approx(0.2) and row.base.std == pytest.approx(0.1)
+    assert row.by_step[0].mean == pytest.approx(0.55) and row.by_step[0].std == pytest.approx(0.05)
+    assert row.by_step[1].mean == pytest.approx(0.8)
+    # 8 s of training: seed a reached step 4 (0.9), seed b step 2 (0.5)
+    assert row.by_time[0].mean == pytest.approx(0.7) and row.by_time[0].n == 2
+    assert row.step_seconds.mean == pytest.approx(3.0)  # steps >= 2
+    assert row.teacher_tokens.mean == pytest.approx(250.0)
+    assert row.final_step.mean == 4.0
+    # a window before any validation: no value, rendered as a dash
+    early = compare.method_row("grpo", [_run({0: 0.1, 2: 0.6}, 2.0)], [Window("1st", 1)], [])
+    assert early.by_step[0].mean is None and early.by_step[0].render() == "–"
+    assert early.teacher_tokens.mean == 0.0  # GRPO has no teacher
+
+
+def test_cell_render_marks_missing_seeds():
+    assert compare.Cell.of_values([0.5, None]).render(100.0) == "50.0 ± 0.0 (1/2)"
+    assert compare.Cell.of_values([0.25, 0.75]).render(100.0) == "50.0 ± 25.0"
+
+
+def test_default_windows():
+    runs = {"grpo": [_run({}, 2.0), _run({}, 4.0)], "srpo": [_run({}, 10.0)]}
+    # grpo's mean total is (8 + 16) / 2 = 12 s, the shortest
+    assert [(w.label, w.limit) for w in compare.default_time_windows(runs)] == [("3s", 3.0), ("6s", 6.0),
+                                                                                ("12s", 12.0)]
+    assert [w.label for w in compare.default_step_windows(40)] == ["10st", "20st", "40st"]
+    assert [w.label for w in compare.default_step_windows(2)] == ["1st", "2st"]
+
+
+def test_table_and_figure(tmp_path):
+    runs = {"srpo": [_run({0: 0.1, 4: 0.9}, 2.0, sdpo=[0.5] * 4, entropy=[1.0] * 4, tokens=[10] * 4)],
+            "grpo": [_run({0: 0.1, 4: 0.4}, 1.0)]}
+    rows = compare.comparison_rows(runs, [Window("4st", 4)], [Window("4s", 4)])
+    assert [r.method for r in rows] == ["grpo", "srpo"]  # paper order
+    text = compare.render_table(rows, [Window("4st", 4)], [Window("4s", 4)])
+    grpo_line = next(line for line in text.splitlines() if line.startswith("| grpo"))
+    assert grpo_line == "| grpo | 1 | 4 ± 0 | 10.0 ± 0.0 | 40.0 ± 0.0 | 40.0 ± 0.0 | 1.00 ± 0.00 | 0 ± 0 |"
+    srpo_line = next(line for line in text.splitlines() if line.startswith("| srpo"))
+    assert "| 90.0 ± 0.0 | – |" in srpo_line  # srpo's step-4 validation lies after 4 s (8 s)
+    png = compare.plot_comparison(runs, tmp_path / "c.png", "t")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_quickstart_knobs_and_paper_lr_ratios():
+    knobs = bench.quickstart_defaults()
+    assert float(knobs["LR"]) > 0 and int(knobs["STEPS"]) >= 1
+    assert bench.method_lr("srpo", 2e-4) == pytest.approx(2e-4)
+    assert bench.method_lr("grpo", 2e-4) == pytest.approx(4e-5)
+    assert bench.method_lr("sdpo", 2e-4) == pytest.approx(4e-4)
+    assert bench.method_lr("sdpo_correct_only", 2e-4) == pytest.approx(4e-4)
+    assert bench.method_lr("adv_mix", 2e-4) == pytest.approx(2e-4)
+    with pytest.raises(ValueError, match="method 'ppo'"):
+        bench.method_lr("ppo", 1e-4)
+
+
+def test_plan_env_and_overrides(tmp_path):
+    specs = bench.plan_runs(["grpo", "srpo_no_dw"], [0, 1], 1e-4, 3, 8, 4, 1, 1, ["data.val_max_samples=8"])
+    assert [(s.method, s.seed) for s in specs] == [("grpo", 0), ("srpo_no_dw", 0), ("grpo", 1), ("srpo_no_dw", 1)]
+    grpo, ablation = specs[0], specs[1]
+    assert grpo.env(tmp_path / "a", tmp_path / "r")["ALGO"] == "grpo"
+    assert grpo.env(tmp_path / "a", tmp_path / "r")["LR"] == "2e-05"
+    assert not any(o.startswith("srpo.") for o in grpo.hydra_overrides(tmp_path))
+    env = ablation.env(tmp_path / "a", tmp_path / "r")
+    assert (env["ALGO"], env["SEED"], env["SKIP_SETUP"], env["RUN_DIR"]) == ("srpo", "0", "1", str(tmp_path / "r"))
+    extra = ablation.hydra_overrides(tmp_path)
+    assert extra[0] == "srpo.method=srpo_no_dw" and extra[-1] == "data.val_max_samples=8"
+    assert f"srpo.route_dump_dir={tmp_path / 'routes'}" in extra
+
+
+def test_finished_marker_must_record_the_same_spec(tmp_path):
+    spec = bench.plan_runs(["srpo"], [0], 1e-4, 3, 8, 4, 1, 1, [])[0]
+    run_dir = bench.run_dir_of(tmp_path, spec)
+    assert run_dir == tmp_path / "srpo" / "seed0" and not bench.is_finished(run_dir, spec)
+    run_dir.mkdir(parents=True)
+    (run_dir / bench.MARKER).write_text(json.dumps({"spec": bench.asdict(spec)}))
+    assert bench.is_finished(run_dir, spec)
+    longer = bench.plan_runs(["srpo"], [0], 1e-4, 4, 8, 4, 1, 1, [])[0]
+    assert not bench.is_finished(run_dir, longer)
+    (run_dir / bench.MARKER).write_text("{not json")
+    assert not bench.is_finished(run_dir, spec)
+
+
+def test_last_logged_step(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    assert bench.last_logged_step(path) == 0
+    path.write_text("".join(json.dumps({"step": s, "data": d}) + "\n" for s, d in
+                            [(0, {VAL: 0.1}), (1, {"critic/score/mean": 0.2}), (2, {"critic/score/mean": 0.3})]))
+    assert bench.last_logged_step(path) == 2
+    assert math.isfinite(compare.mean_std([1.0])[0])
+
+
+def test_parse_args_rejects_bad_values():
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--steps", "0"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--", "not-an-override"])
+    args = bench.parse_args(["--seeds", "3", "--", "data.val_max_samples=5"])
+    assert args.seeds == [3] and args.overrides == ["data.val_max_samples=5"]
+
+
+FAKE_QUICKSTART = r"""#!/usr/bin/env bash
+# stands in for scripts/quickstart.sh: logs STEPS steps to $RUN_DIR/metrics.jsonl, one progress line each, sleeping
+# $FAKE_SLEEP seconds after each (in a child process, as the trainer is one)
+set -e
+for ((k = 1; k <= STEPS; k++)); do
+    echo "{\"step\": $k, \"data\": {\"critic/score/mean\": 0.5, \"timing_s/step\": 1.0}}" >> "$RUN_DIR/metrics.jsonl"
+    echo "step $k/$STEPS | reward 0.500"
+    echo "noise that is not echoed"
+    sleep "${FAKE_SLEEP:-0}" &
+    wait $!
+done
+echo "[quickstart] args $*"
+"""
+
+
+@pytest.fixture
+def fake_quickstart(tmp_path, monkeypatch):
+    script = tmp_path / "quickstart.sh"
+    script.write_text(FAKE_QUICKSTART)
+    monkeypatch.setattr(bench, "QUICKSTART", script)
+    monkeypatch.setattr(bench, "build_assets", lambda assets, seed, echo=print: 0.0)
+    return tmp_path
+
+
+def test_run_all_finishes_skips_and_cuts(fake_quickstart, monkeypatch):
+    out, lines = fake_quickstart / "out", []
+    specs = bench.plan_runs(["grpo", "srpo"], [0], 1e-4, 2, 8, 4, 1, 1, [])
+    results = bench.run_all(specs, out, str(fake_quickstart / "assets{seed}"), 60, 600, lines.append)
+    assert [(r.status, r.last_step) for r in results] == [("finished", 2), ("finished", 2)]
+    assert "[srpo seed0] step 2/2 | reward 0.500" in lines and not any("noise" in line for line in lines)
+    assert f"srpo.route_dump_dir={(out / 'srpo' / 'seed0').resolve() / 'routes'}" in \
+        (out / "srpo" / "seed0" / "quickstart.out").read_text()
+    # a second invocation reruns nothing; a longer plan reruns from scratch
+    again = bench.run_all(specs, out, "a", 60, 600, lines.append)
+    assert [r.status for r in again] == ["skipped", "skipped"]
+    # a run past its bound is killed (with its children) and reported cut at its last step; no marker
+    monkeypatch.setenv("FAKE_SLEEP", "30")
+    longer = bench.plan_runs(["srpo"], [0], 1e-4, 5, 8, 4, 1, 1, [])
+    cut = bench.run_all(longer, out, "a", 3, 600, lines.append)[0]
+    assert (cut.status, cut.last_step) == ("cut", 1) and cut.wall_s < 25
+    assert not (out / "srpo" / "seed0" / bench.MARKER).exists()
+    # no budget left: not started
+    assert bench.run_all(longer, out, "a", 60, 10, lines.append)[0].status == "not started"
