@@ -21,7 +21,8 @@ the quickstart's LR). Nothing else differs between methods.
 Time bounds: each run gets at most ``--run-timeout-min`` and the whole invocation ``--budget-min`` (asset builds
 included); a run killed at a bound is reported as cut at its last logged step (its steps still enter the report,
 the table's (n/m) says how many seeds a cell has), a run not started for lack of budget as not started. Runs go seed
-by seed (all methods of seed 0 first), so a cut budget leaves every method with the same seeds.
+by seed (all methods of seed 0 first), so a cut budget leaves every method with the same seeds. A run that failed
+with Ray's node start-up timeout (a loaded host) is retried once.
 """
 
 from __future__ import annotations
@@ -231,6 +232,15 @@ def launch(spec: RunSpec, assets: Path, run_dir: Path, timeout_s: float, echo=pr
     return RunResult(spec, "finished", last, wall, rc)
 
 
+RAY_STARTUP_TIMEOUT = "The current node timed out during startup"
+
+
+def ray_startup_failed(run_dir: Path) -> bool:
+    """True when the run's train.log shows Ray's node start-up timeout (a loaded host, not the run's fault)."""
+    log = Path(run_dir) / "train.log"
+    return log.exists() and RAY_STARTUP_TIMEOUT in log.read_text(errors="replace")
+
+
 def build_assets(assets: Path, seed: int, echo=print) -> float:
     """``python -m srpo_verl.tiny.build --out ASSETS --seed S --reuse`` (a no-op on matching assets); seconds taken.
     Raises RuntimeError with the output's tail on failure."""
@@ -268,6 +278,10 @@ def run_all(specs: list[RunSpec], out: Path, assets_template: str, run_timeout_s
         echo(f"[compare] {spec.method} seed{spec.seed}: lr {spec.lr:.3g}, {spec.steps} steps (at most {timeout:.0f} s)"
              f" -> {run_dir}")
         result = launch(spec, assets, run_dir, timeout, echo)
+        remaining = budget_s - (time.monotonic() - started)
+        if result.status == "failed" and ray_startup_failed(run_dir) and remaining >= min_run_s:
+            echo(f"[compare] {spec.method} seed{spec.seed}: Ray's node start-up timed out (host load); retrying once")
+            result = launch(spec, assets, run_dir, min(run_timeout_s, remaining), echo)
         echo(f"[compare] {spec.method} seed{spec.seed}: {result.status} at step {result.last_step}/{spec.steps} "
              f"in {result.wall_s:.0f} s" + (f" ({result.note})" if result.note else ""))
         results.append(result)

@@ -193,3 +193,18 @@ def test_run_all_finishes_skips_and_cuts(fake_quickstart, monkeypatch):
     assert not (out / "srpo" / "seed0" / bench.MARKER).exists()
     # no budget left: not started
     assert bench.run_all(longer, out, "a", 60, 10, lines.append)[0].status == "not started"
+
+
+def test_ray_startup_timeout_is_retried_once(fake_quickstart, monkeypatch):
+    out, lines, calls = fake_quickstart / "out", [], []
+    spec = bench.plan_runs(["srpo"], [0], 1e-4, 2, 8, 4, 1, 1, [])[0]
+
+    def launch(spec, assets, run_dir, timeout, echo):
+        calls.append(timeout)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "train.log").write_text(f"Exception: {bench.RAY_STARTUP_TIMEOUT} ...\n")
+        return bench.RunResult(spec, "failed", 0, 1.0, 1)
+
+    monkeypatch.setattr(bench, "launch", launch)
+    assert bench.run_all([spec], out, "a", 60, 600, lines.append)[0].status == "failed"
+    assert len(calls) == 2 and any("retrying once" in line for line in lines)
