@@ -6,10 +6,13 @@ writes
     DIR/model/               Qwen3ForCausalLM (fp32) + tokenizer + chat template, via save_pretrained
     DIR/data/train.parquet   verl rows, data_source="synthetic"
     DIR/data/test.parquet
-    DIR/manifest.json        builder version, settings, measured warm-start accuracy, timings
+    DIR/manifest.json        builder version, settings, measured warm-start accuracy (and its check), timings
 
-Nothing is downloaded. Same settings and seed give identical weights, tokenizer and data. ``--reuse`` returns
-at once when DIR/manifest.json was written by this builder version with the same settings.
+Nothing is downloaded. Same settings and seed give identical weights, tokenizer and data on one machine; on any
+machine the warm start converges to the accuracy its noisy targets set (``warmstart_target_accuracy``), and the
+build fails with a clear error when the measured accuracy is further than ``accuracy_tolerance`` from
+``expected_accuracy``. ``--reuse`` returns at once when DIR/manifest.json was written by this builder version with
+the same settings.
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ import torch
 from srpo_verl.tiny import task
 from srpo_verl.tiny.model import TinyQwen3Shape, init_tiny_qwen3, tiny_qwen3_config
 from srpo_verl.tiny.tokenizer import IM_END, to_hf_tokenizer, train_bpe
-from srpo_verl.tiny.warmstart import EncodedExample, measure_sampled_accuracy, supervised_warmstart
+from srpo_verl.tiny.warmstart import (EncodedExample, measure_sampled_accuracy, supervised_warmstart,
+                                      target_entropy)
 
 # Bump whenever a change alters the built files, so cached assets (quickstart --reuse) are rebuilt.
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
 MANIFEST_NAME = "manifest.json"
 
 
@@ -39,11 +43,17 @@ class BuildSettings:
     """Everything the built files depend on (recorded in the manifest; a cache hit needs equality)."""
 
     seed: int = 0
-    warmstart_steps: int = 175
+    warmstart_steps: int = 300
     warmstart_batch_size: int = 32
     warmstart_lr: float = 3e-3
-    num_train: int = 2048
-    num_test: int = 128
+    # sampled accuracy the noisy student targets set (task.digit_accuracy per digit); teacher rows stay clean
+    warmstart_target_accuracy: float = 0.3
+    # what the built model's sampled accuracy must be (None: no check, e.g. for deliberately short warm starts)
+    expected_accuracy: float | None = 0.25
+    accuracy_tolerance: float = 0.08
+    # 850 + 150 of the 1000 three-digit strings; 150 test prompts x 4 samples = 600 validation samples
+    num_train: int = 850
+    num_test: int = 150
     vocab_size: int = 384
     shape: TinyQwen3Shape = field(default_factory=TinyQwen3Shape)
     eval_samples_per_prompt: int = 4
@@ -118,6 +128,30 @@ def encode_prompt(tokenizer, problem: task.Problem, teacher: bool = False) -> li
     return tokenizer.encode(text, add_special_tokens=False)
 
 
+def noisy_digit_targets(tokenizer, problem: task.Problem, response_ids: tuple[int, ...], digit_accuracy: float):
+    """Per response token: for each answer digit, the right digit with ``digit_accuracy`` and its near misses
+    sharing the rest; None (one-hot) for the format tokens. Raises when a digit is not its own token."""
+    digit_token = {str(d): tokenizer.convert_tokens_to_ids(str(d)) for d in range(10)}
+    answer_ids = tokenizer.encode(problem.answer, add_special_tokens=False)
+    if answer_ids != [digit_token[d] for d in problem.answer]:
+        raise ValueError(f"answer {problem.answer!r} does not tokenise one digit per token: {answer_ids}")
+    start = next(i for i in range(len(response_ids)) if tuple(response_ids[i : i + len(answer_ids)]) == tuple(answer_ids))
+    targets: list = [None] * len(response_ids)
+    for offset, digit in enumerate(problem.answer):
+        misses = task.near_misses(digit)
+        targets[start + offset] = ((digit_token[digit], digit_accuracy),
+                                   *((digit_token[m], (1.0 - digit_accuracy) / len(misses)) for m in misses))
+    return tuple(targets)
+
+
+def check_accuracy(settings: BuildSettings, accuracy: float) -> dict:
+    """The manifest's record of the accuracy check; ``ok`` False when outside the tolerance."""
+    if settings.expected_accuracy is None:
+        return {"expected": None, "tolerance": None, "ok": True}
+    ok = abs(accuracy - settings.expected_accuracy) <= settings.accuracy_tolerance
+    return {"expected": settings.expected_accuracy, "tolerance": settings.accuracy_tolerance, "ok": ok}
+
+
 def build_tiny_assets(out_dir: str | Path, seed: int | None = None, warmstart_steps: int | None = None,
                       settings: BuildSettings | None = None, log=print) -> TinyAssets:
     """Build (overwrite) the model, tokenizer, data and manifest in ``out_dir``; see the module docstring.
@@ -158,11 +192,14 @@ def _build(out_dir: Path, settings: BuildSettings, log) -> TinyAssets:
                                pad_token_id=tokenizer.pad_token_id)
     model = init_tiny_qwen3(config, settings.seed)
 
-    # every problem twice: as the student sees it, and as the self-teacher sees it (answer shown)
+    # every problem twice: as the student sees it (noisy digits), and as the self-teacher sees it (answer shown,
+    # clean target: the teacher copies a shown answer)
+    digit_accuracy = task.digit_accuracy(settings.warmstart_target_accuracy)
     examples = [
-        EncodedExample(tuple(encode_prompt(tokenizer, p, teacher)),
-                       tuple(tokenizer.encode(task.reference_response(p), add_special_tokens=False) + [eos_id]))
+        EncodedExample(tuple(encode_prompt(tokenizer, p, teacher)), response,
+                       None if teacher else noisy_digit_targets(tokenizer, p, response, digit_accuracy))
         for p in train
+        for response in [tuple(tokenizer.encode(task.reference_response(p), add_special_tokens=False) + [eos_id])]
         for teacher in (False, True)
     ]
     warm_started = time.perf_counter()
@@ -196,7 +233,11 @@ def _build(out_dir: Path, settings: BuildSettings, log) -> TinyAssets:
         "prompt_tokens_max": max(len(e.prompt_ids) for e in examples),
         "response_tokens": len(examples[0].response_ids),
         "warmstart_loss_first_last": [losses[0], losses[-1]] if losses else None,
+        # the mean loss of the last 20 steps against the loss a converged model reaches
+        "warmstart_loss_last20_vs_floor": ([sum(losses[-20:]) / len(losses[-20:]), target_entropy(examples)]
+                                           if losses else None),
         "sampled_accuracy": asdict(accuracy),
+        "accuracy_check": check_accuracy(settings, accuracy.accuracy),
         "seconds": {"warmstart": round(warmstart_s, 2), "eval": round(eval_s, 2),
                     "total": round(time.perf_counter() - started, 2)},
     }
@@ -206,6 +247,11 @@ def _build(out_dir: Path, settings: BuildSettings, log) -> TinyAssets:
     log(f"[tiny] warm start {settings.warmstart_steps} steps in {warmstart_s:.1f} s; sampled accuracy (T=1, "
         f"{accuracy.samples_per_prompt}/prompt, {accuracy.num_prompts} test prompts) = {accuracy.accuracy:.1%}, "
         f"mixed groups {accuracy.mixed_group_fraction:.1%}, answer format {accuracy.format_rate:.1%}")
+    check = manifest["accuracy_check"]
+    if not check["ok"]:
+        raise ValueError(f"{out_dir / MANIFEST_NAME}: warm-start sampled accuracy {accuracy.accuracy:.3f} is not within "
+                         f"{check['tolerance']} of the expected {check['expected']} (BuildSettings.expected_accuracy); "
+                         "the warm start did not converge on this machine (try more warmstart_steps)")
     return _assets(out_dir, manifest)
 
 

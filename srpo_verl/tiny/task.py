@@ -1,13 +1,18 @@
-"""The synthetic verifiable task of the CPU quickstart: name the largest of four digits.
+"""The synthetic verifiable task of the CPU quickstart: sort three digits.
 
-A prompt is ``Largest digit: 7 2 9 4`` under a system prompt that asks for the science benchmarks' answer format;
-the reference response is ``<answer>9</answer>``. Rows are verl parquet rows with ``data_source="synthetic"``, so
-the reward goes through the project's real verifier (``srpo_verl.rewards``: the stripped text of the last
-``<answer>`` block must equal the ground truth).
+A prompt is ``Sort: 729`` under a system prompt that asks for the science benchmarks' answer format; the
+reference response is ``<answer>279</answer>``. Rows are verl parquet rows with ``data_source="synthetic"``, so the
+reward goes through the project's real verifier (``srpo_verl.rewards``: the stripped text of the last ``<answer>``
+block must equal the ground truth).
 
-Why this task: the rule generalises (test prompts are unseen digit strings), a 4-layer model picks it up within a
-few hundred supervised steps, and the answer is one token, so CPU rollouts are short. Always answering "9" already
-scores 1 - 0.9^4 ≈ 34%, so the warm start is stopped by *sampled* accuracy, not by format alone.
+Why this task: the answer has several tokens (one per digit), and a wrong answer is usually wrong in one or two
+positions only, which is where SDPO's token-level correction differs from GRPO's one advantage per sequence. The
+rule generalises (test prompts are digit strings never seen in training), a 4-layer model learns it within a few
+hundred supervised steps, and prompts and answers are a few tokens, so CPU rollouts are short.
+
+The warm start (``srpo_verl.tiny.build``) trains the student prompt towards *noisy* targets: each answer digit is
+right with probability ``digit_accuracy(target)`` and a neighbouring digit (``near_misses``) otherwise, so a model
+trained to convergence answers right with probability ``target`` under sampling, whatever the machine.
 """
 
 from __future__ import annotations
@@ -17,9 +22,9 @@ from dataclasses import dataclass
 
 DATA_SOURCE = "synthetic"
 ABILITY = "synthetic"
-NUM_DIGITS = 4
+NUM_DIGITS = 3
 SYSTEM_PROMPT = "Reply with the answer only, in the format <answer>X</answer>."
-QUESTION_PREFIX = "Largest digit:"
+QUESTION_PREFIX = "Sort:"
 
 
 @dataclass(frozen=True)
@@ -30,30 +35,36 @@ class Problem:
     answer: str
 
 
-def make_problem(rng: random.Random) -> Problem:
-    """Draw ``NUM_DIGITS`` uniform digits; the answer is the largest one."""
-    digits = [rng.randrange(10) for _ in range(NUM_DIGITS)]
-    return Problem(f"{QUESTION_PREFIX} {' '.join(map(str, digits))}", str(max(digits)))
+def problem_of(digits: str) -> Problem:
+    """The problem for the digit string ``digits`` (e.g. ``"729"``): answer ``"279"``."""
+    return Problem(f"{QUESTION_PREFIX} {digits}", "".join(sorted(digits)))
 
 
 def make_splits(seed: int, num_train: int, num_test: int) -> tuple[list[Problem], list[Problem]]:
-    """Deterministic train/test problems from ``seed``; no test question also occurs in train."""
-    if num_train < 1 or num_test < 1:
-        raise ValueError(f"num_train and num_test must be >= 1, got {num_train} and {num_test}")
-    rng = random.Random(f"srpo_verl.tiny.task:{seed}")
-    train = [make_problem(rng) for _ in range(num_train)]
-    seen = {p.question for p in train}
-    test: list[Problem] = []
-    attempts = 0
-    while len(test) < num_test:
-        attempts += 1
-        if attempts > 100 * num_test:
-            raise ValueError(f"cannot draw {num_test} test problems disjoint from {num_train} train problems")
-        problem = make_problem(rng)
-        if problem.question not in seen:
-            seen.add(problem.question)
-            test.append(problem)
+    """Deterministic train/test problems from ``seed``: a seeded shuffle of all ``10**NUM_DIGITS`` digit strings,
+    the first ``num_test`` for test, the next ``num_train`` for train (so no test question occurs in train)."""
+    space = 10**NUM_DIGITS
+    if num_train < 1 or num_test < 1 or num_train + num_test > space:
+        raise ValueError(f"num_train and num_test must be >= 1 with num_train + num_test <= {space} (the number of "
+                         f"{NUM_DIGITS}-digit strings), got {num_train} and {num_test}")
+    strings = [f"{i:0{NUM_DIGITS}d}" for i in range(space)]
+    random.Random(f"srpo_verl.tiny.task:{seed}").shuffle(strings)
+    test = [problem_of(s) for s in strings[:num_test]]
+    train = [problem_of(s) for s in strings[num_test : num_test + num_train]]
     return train, test
+
+
+def digit_accuracy(answer_accuracy: float) -> float:
+    """Per-digit probability of the right digit such that all ``NUM_DIGITS`` are right with ``answer_accuracy``."""
+    if not 0.0 < answer_accuracy <= 1.0:
+        raise ValueError(f"answer_accuracy must be in (0, 1], got {answer_accuracy}")
+    return answer_accuracy ** (1.0 / NUM_DIGITS)
+
+
+def near_misses(digit: str) -> tuple[str, ...]:
+    """The wrong digits a noisy warm-start target may put in place of ``digit``: its neighbours (0 -> 1, 9 -> 8)."""
+    d = int(digit)
+    return tuple(str(n) for n in (d - 1, d + 1) if 0 <= n <= 9)
 
 
 def chat_messages(problem: Problem) -> list[dict]:
@@ -69,9 +80,9 @@ def reference_response(problem: Problem) -> str:
 def teacher_messages(problem: Problem) -> list[dict]:
     """The SRPO/SDPO teacher prompt for ``problem`` with its correct answer shown as the demonstration.
 
-    The warm start also trains on these (target: the same answer), standing in for the in-context ability of a
-    real LLM: without it a tiny model's self-teacher is out of its distribution on the teacher prompt, and
-    distilling towards it only adds noise.
+    The warm start also trains on these, with clean targets (the shown answer), standing in for the in-context
+    ability of a real LLM: the self-teacher then copies a shown answer, so distilling towards it corrects exactly
+    the wrong digits of a failed response.
     """
     from srpo_verl.core.teacher_prompt import build_teacher_messages
 

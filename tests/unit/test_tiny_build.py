@@ -2,21 +2,22 @@
 
 import hashlib
 import json
-import random
+import math
 
 import pandas as pd
 import pytest
 import torch
 
 from srpo_verl.tiny import task
-from srpo_verl.tiny.build import BuildSettings, build_tiny_assets, cached_assets
+from srpo_verl.tiny.build import BuildSettings, build_tiny_assets, cached_assets, check_accuracy
 from srpo_verl.tiny.model import TinyQwen3Shape
-from srpo_verl.tiny.warmstart import EncodedExample, collate_right_padded, sample_responses
+from srpo_verl.tiny.warmstart import (EncodedExample, collate_soft_targets, draw_response, sample_responses,
+                                      soft_target_loss, target_entropy, warmup_cosine)
 
 SMALL_SHAPE = TinyQwen3Shape(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                              num_key_value_heads=1, head_dim=16)
 SMALL = BuildSettings(warmstart_steps=3, num_train=64, num_test=8, vocab_size=320, shape=SMALL_SHAPE,
-                      eval_samples_per_prompt=2)
+                      eval_samples_per_prompt=2, expected_accuracy=None)
 
 
 def sha256(path) -> str:
@@ -33,10 +34,12 @@ def two_builds_seed0(tmp_path_factory):
 
 # ---- task ----
 
-def test_problem_answer_is_the_largest_digit():
-    problem = task.make_problem(random.Random(3))
-    digits = [int(d) for d in problem.question.removeprefix(task.QUESTION_PREFIX).split()]
-    assert len(digits) == task.NUM_DIGITS and problem.answer == str(max(digits))
+def test_problem_answer_is_the_digits_sorted():
+    assert task.problem_of("729") == task.Problem("Sort: 729", "279")
+    train, _ = task.make_splits(seed=3, num_train=20, num_test=5)
+    for problem in train:
+        digits = problem.question.removeprefix(task.QUESTION_PREFIX).strip()
+        assert len(digits) == task.NUM_DIGITS and problem.answer == "".join(sorted(digits))
 
 
 def test_splits_are_deterministic_and_disjoint():
@@ -44,25 +47,74 @@ def test_splits_are_deterministic_and_disjoint():
     assert (train, test) == task.make_splits(seed=5, num_train=300, num_test=50)
     assert train != task.make_splits(seed=6, num_train=300, num_test=50)[0]
     assert not {p.question for p in train} & {p.question for p in test}
-    assert len({p.question for p in test}) == 50
+    assert len({p.question for p in test}) == 50 and len({p.question for p in train}) == 300
+
+
+def test_splits_refuse_more_problems_than_digit_strings():
+    with pytest.raises(ValueError, match="num_train \\+ num_test <= 1000"):
+        task.make_splits(seed=0, num_train=900, num_test=101)
+
+
+def test_noisy_target_digit_accuracy_and_near_misses():
+    assert task.digit_accuracy(0.3) ** task.NUM_DIGITS == pytest.approx(0.3)
+    assert task.digit_accuracy(1.0) == 1.0
+    assert task.near_misses("0") == ("1",) and task.near_misses("9") == ("8",) and task.near_misses("4") == ("3", "5")
+    with pytest.raises(ValueError, match="answer_accuracy"):
+        task.digit_accuracy(0.0)
 
 
 def test_reference_response_passes_the_project_verifier_and_others_fail():
-    problem = task.Problem("Largest digit: 1 7 3 0", "7")
-    assert task.reference_response(problem) == "<answer>7</answer>"
+    problem = task.problem_of("310")
+    assert task.reference_response(problem) == "<answer>013</answer>"
     assert task.is_correct(task.reference_response(problem), problem.answer)
-    assert not task.is_correct("<answer>3</answer>", "7")
-    assert not task.is_correct("7", "7")  # no answer block
-    assert task.is_correct("<answer>1</answer> then <answer> 7 </answer>", "7")  # the last block counts, stripped
+    assert not task.is_correct("<answer>023</answer>", "013")  # one digit off
+    assert not task.is_correct("013", "013")  # no answer block
+    assert task.is_correct("<answer>1</answer> then <answer> 013 </answer>", "013")  # the last block counts, stripped
 
 
 # ---- warm-start pieces ----
 
-def test_collate_masks_prompt_and_padding():
+def test_collate_soft_targets_masks_prompt_and_padding():
     examples = [EncodedExample((5, 6, 7), (8, 2)), EncodedExample((5,), (9, 9, 2))]
-    input_ids, labels = collate_right_padded(examples, pad_id=0)
+    input_ids, targets = collate_soft_targets(examples, pad_id=0, vocab_size=10, generator=torch.Generator())
     assert input_ids.tolist() == [[5, 6, 7, 8, 2], [5, 9, 9, 2, 0]]
-    assert labels.tolist() == [[-100, -100, -100, 8, 2], [-100, 9, 9, 2, -100]]
+    # targets[b, t] is the distribution of token t + 1: one-hot on response tokens, zero elsewhere
+    assert targets.argmax(-1)[0, 2:4].tolist() == [8, 2] and targets[0, :2].sum() == 0 and targets[0, 4].sum() == 0
+    assert targets.argmax(-1)[1, 0:3].tolist() == [9, 9, 2] and targets[1, 3:].sum() == 0
+
+
+def test_noisy_targets_are_drawn_at_their_rate_and_trained_towards_as_distributions():
+    example = EncodedExample((1,), (4, 2), targets=(((4, 0.25), (3, 0.75)), None))
+    generator = torch.Generator().manual_seed(0)
+    drawn = [draw_response(example, generator)[0] for _ in range(4000)]
+    assert abs(drawn.count(4) / 4000 - 0.25) < 0.03 and set(drawn) == {3, 4}
+    input_ids, targets = collate_soft_targets([example], pad_id=0, vocab_size=6, generator=generator)
+    assert targets[0, 0].tolist() == [0, 0, 0, 0.75, 0.25, 0] and targets[0, 1, 2] == 1.0
+    # the entropy of the targets is the loss a model that matches them exactly reaches
+    floor = target_entropy([example])
+    assert floor == pytest.approx(-(0.25 * math.log(0.25) + 0.75 * math.log(0.75)) / 2)
+
+    class Exact(torch.nn.Module):
+        def forward(self, input_ids):
+            return type("Out", (), {"logits": torch.log(targets.clamp_min(1e-12))})()
+
+    assert soft_target_loss(Exact(), input_ids, targets).item() == pytest.approx(floor, abs=1e-6)
+
+
+def test_noisy_targets_must_cover_every_response_token():
+    with pytest.raises(ValueError, match="targets has 1 entries for 2 response tokens"):
+        EncodedExample((1,), (4, 2), targets=(None,))
+
+
+def test_warmup_cosine_schedule():
+    assert [round(warmup_cosine(s, 10, 2), 3) for s in (0, 1, 2, 6, 10)] == [0.5, 1.0, 1.0, 0.5, 0.0]
+
+
+def test_accuracy_check_tolerance():
+    settings = BuildSettings(expected_accuracy=0.3, accuracy_tolerance=0.05)
+    assert check_accuracy(settings, 0.34) == {"expected": 0.3, "tolerance": 0.05, "ok": True}
+    assert not check_accuracy(settings, 0.36)["ok"] and not check_accuracy(settings, 0.24)["ok"]
+    assert check_accuracy(SMALL, 0.0)["ok"]
 
 
 class CountingModel(torch.nn.Module):
@@ -126,8 +178,8 @@ def test_parquet_has_verl_schema(two_builds_seed0):
     assert row["data_source"] == "synthetic"
     assert [m["role"] for m in row["prompt"]] == ["system", "user"]
     assert row["prompt"][0]["content"] == task.SYSTEM_PROMPT
-    digits = [int(d) for d in row["prompt"][1]["content"].removeprefix(task.QUESTION_PREFIX).split()]
-    assert row["reward_model"] == {"style": "rule", "ground_truth": str(max(digits))}
+    digits = row["prompt"][1]["content"].removeprefix(task.QUESTION_PREFIX).strip()
+    assert row["reward_model"] == {"style": "rule", "ground_truth": "".join(sorted(digits))}
     assert row["extra_info"]["split"] == "test" and row["extra_info"]["index"] == 3
 
 
@@ -138,3 +190,35 @@ def test_cache_hit_needs_same_version_and_settings(two_builds_seed0):
     assert cached_assets(assets.root, BuildSettings(**{**SMALL.__dict__, "seed": 1})) is None
     manifest = json.loads((assets.root / "manifest.json").read_text())
     assert manifest["settings"]["builder_version"] >= 1
+
+
+def test_noisy_digit_targets_put_the_set_rate_on_the_right_digit(two_builds_seed0):
+    from transformers import AutoTokenizer
+
+    from srpo_verl.tiny.build import noisy_digit_targets
+
+    tokenizer = AutoTokenizer.from_pretrained(two_builds_seed0[0].model_dir)
+    problem = task.problem_of("930")
+    response = tuple(tokenizer.encode(task.reference_response(problem), add_special_tokens=False))
+    targets = noisy_digit_targets(tokenizer, problem, response, digit_accuracy=0.7)
+    digit = {d: tokenizer.convert_tokens_to_ids(str(d)) for d in range(10)}
+    assert targets[0] is None and targets[-1] is None  # <answer> and </answer> stay one-hot
+    assert [dict(t) for t in targets[1:4]] == [
+        {digit[0]: 0.7, digit[1]: pytest.approx(0.3)},
+        {digit[3]: 0.7, digit[2]: pytest.approx(0.15), digit[4]: pytest.approx(0.15)},
+        {digit[9]: 0.7, digit[8]: pytest.approx(0.3)},
+    ]
+
+
+def test_manifest_records_the_accuracy_check_and_the_loss_floor(two_builds_seed0):
+    manifest = two_builds_seed0[0].manifest
+    assert manifest["accuracy_check"] == {"expected": None, "tolerance": None, "ok": True}
+    last20, floor = manifest["warmstart_loss_last20_vs_floor"]
+    assert 0 < floor < last20
+
+
+def test_build_fails_when_the_accuracy_is_off_the_expected_value(tmp_path):
+    settings = BuildSettings(**{**SMALL.__dict__, "expected_accuracy": 0.9, "accuracy_tolerance": 0.05})
+    with pytest.raises(ValueError, match="warm-start sampled accuracy .* is not within 0.05 of the expected 0.9"):
+        build_tiny_assets(tmp_path, settings=settings, log=lambda _: None)
+    assert json.loads((tmp_path / "manifest.json").read_text())["accuracy_check"]["ok"] is False
