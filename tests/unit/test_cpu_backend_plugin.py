@@ -43,8 +43,8 @@ def _report(proc):
     return json.loads(lines[-1][len("REPORT"):])
 
 
-def test_plugin_loads_but_cpu_backend_stays_inactive_without_the_flag():
-    report = _report(_run_probe(None))
+def test_plugin_loads_but_cpu_backend_stays_inactive_without_the_flag(verl_probe_without_cpu_flag):
+    report = verl_probe_without_cpu_flag  # tests/unit/conftest.py: the same environment as _run_probe(None)
     assert report["plugin_loaded"] is True
     assert report["active"] is False
     assert report["device"] != "cpu"  # verl's own fallback ("cuda" on a GPU-less host), untouched by us

@@ -1,52 +1,26 @@
-"""The `hf` rollout registers on any platform (not only with the CPU backend) and picks its server's device."""
+"""The `hf` rollout registers on any platform (not only with the CPU backend) and picks its server's device.
 
-import json
-import os
-import subprocess
-import sys
+The registration is read from `verl_probe_without_cpu_flag` (tests/unit/conftest.py): a fresh process that imports
+verl without SRPO_VERL_CPU, shared with two other files.
+"""
 
 import pytest
 import torch
 
 from srpo_verl.rollout.hf.server import server_device
 
-PROBE = r"""
-import json, sys
-import verl
-from verl.workers.rollout.base import get_rollout_class
-from verl.workers.rollout.replica import get_rollout_replica_class
-import srpo_verl.cpu as cpu
-from srpo_verl.import_hooks import applied_hooks
-print("REPORT" + json.dumps({
-    "cpu_active": cpu.is_active(),
-    "cpu_modules": sorted(m for m in sys.modules if m.startswith("srpo_verl.cpu.")),
-    "replica": get_rollout_replica_class("hf").__name__,
-    "adapter": get_rollout_class("hf", "async").__name__,
-    "hooks": applied_hooks(),
-}))
-"""
 
-
-@pytest.fixture(scope="module")
-def report_without_cpu_flag():
-    env = {k: v for k, v in os.environ.items() if k not in ("SRPO_VERL_CPU", "VERL_USE_EXTERNAL_PLUGINS")}
-    proc = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=300)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("REPORT")]
-    assert proc.returncode == 0 and lines, f"rc={proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return json.loads(lines[-1][len("REPORT"):])
-
-
-def test_hf_rollout_resolves_without_the_cpu_backend(report_without_cpu_flag):
-    report = report_without_cpu_flag
-    assert report["cpu_active"] is False
+def test_hf_rollout_resolves_without_the_cpu_backend(verl_probe_without_cpu_flag):
+    report = verl_probe_without_cpu_flag
+    assert report["active"] is False
     assert (report["replica"], report["adapter"]) == ("HFReplica", "HFServerAdapter")
     assert "verl.workers.rollout.replica:_add_replica" in report["hooks"]
     assert "verl.workers.rollout.base:_add_adapter" in report["hooks"]
 
 
-def test_registration_does_not_load_the_cpu_backend(report_without_cpu_flag):
+def test_registration_does_not_load_the_cpu_backend(verl_probe_without_cpu_flag):
     # the plugin imports srpo_verl.cpu (the flag check) and nothing of the backend itself
-    assert report_without_cpu_flag["cpu_modules"] == []
+    assert verl_probe_without_cpu_flag["cpu_modules"] == []
 
 
 @pytest.mark.parametrize(
