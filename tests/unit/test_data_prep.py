@@ -257,14 +257,19 @@ def test_a_row_in_both_train_and_test_is_refused(splits_root, tmp_path, capsys):
                                "the test score"])
 
 
-FIFTY_MB = 50 * 1000 * 1000
+#: a corrupted row's prompt: twice the default bound (the reader has no line-size limit of its own, so a 50 MB row
+#: takes the same path; 2 MB instead of 50 MB cut this test from ~6 s to ~0.5 s)
+OVERLONG_CHARS = 2 * 1_000_000
 
 
-def test_a_50_mb_prompt_is_dropped_and_counted_or_refused_under_strict(splits_root, tmp_path, capsys):
+def test_an_overlong_prompt_is_dropped_and_counted_or_refused_under_strict(splits_root, tmp_path, capsys):
+    from srpo_verl.data.splits import MAX_PROMPT_CHARS
+
+    assert OVERLONG_CHARS >= 2 * MAX_PROMPT_CHARS
     task_dir = _copy_split_tree(splits_root, tmp_path / "splits")
     test = task_dir / "test.json"
     row = json.loads(_line(test, 1))
-    _append_line(test, json.dumps(dict(row, idx=99999, prompt="Which one?\n\nA: x\nB: " + "y" * FIFTY_MB)))
+    _append_line(test, json.dumps(dict(row, idx=99999, prompt="Which one?\n\nA: x\nB: " + "y" * OVERLONG_CHARS)))
     chars = len(json.loads(_line(test, 51))["prompt"]) + len(row["system"])
     code, err, _ = _run_sciknoweval(tmp_path, capsys)
     assert code == 0
