@@ -38,7 +38,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from srpo_verl.report import compare as report
@@ -300,8 +300,9 @@ def collect(out: Path, specs: list[RunSpec]) -> dict[str, list]:
 
 def replayed_batch(out: Path, seed: int) -> dict | None:
     """Teacher cost of SDPO and SRPO on the step-1 batch of ``seed`` (the same batch: step 1 samples from the same
-    initial model, whatever the lr): whether the dumped rollouts agree, each method's teacher tokens, and SRPO's
-    routed samples' teacher-prompt + response tokens (must equal its teacher tokens). None without both dumps."""
+    initial model, whatever the lr): whether the dumped rollouts agree, each method's teacher tokens and seconds, and
+    SRPO's routed samples' teacher-prompt + response tokens (must equal its teacher tokens). None without both
+    dumps. (This was scripts/bench/bench_methods_cpu.py's replayed-batch check.)"""
     dirs = {m: Path(out) / m / f"seed{seed}" for m in ("sdpo", "srpo")}
     paths = {m: (d / "rollouts" / "1.jsonl", d / "routes" / "step_1.jsonl", d / "metrics.jsonl") for m, d in dirs.items()}
     if not all(p.exists() for triple in paths.values() for p in triple):
@@ -309,11 +310,14 @@ def replayed_batch(out: Path, seed: int) -> dict | None:
     from srpo_verl.jsonl import load_jsonl
 
     rows = {m: sorted((r["input"], r["output"], r["score"]) for r in load_jsonl(paths[m][0])) for m in paths}
-    tokens = {m: read_jsonl(paths[m][2]).get(1, {}).get(report.TEACHER_TOKENS_KEY) for m in paths}
+    step1 = {m: read_jsonl(paths[m][2]).get(1, {}) for m in paths}
+    tokens = {m: step1[m].get(report.TEACHER_TOKENS_KEY) for m in paths}
+    seconds = {m: step1[m].get(report.TEACHER_SECONDS_KEY) for m in paths}
     routed = [r for r in load_jsonl(paths["srpo"][1]) if r.get("distill")]
     exact = sum(r["teacher_prompt_len"] + r["response_len"] for r in routed)
     return {"seed": seed, "same_rollouts": rows["sdpo"] == rows["srpo"], "sdpo_tokens": tokens["sdpo"],
-            "srpo_tokens": tokens["srpo"], "srpo_routed_tokens": exact}
+            "srpo_tokens": tokens["srpo"], "srpo_routed_tokens": exact, "sdpo_teacher_s": seconds["sdpo"],
+            "srpo_teacher_s": seconds["srpo"]}
 
 
 def write_report(out: Path, specs: list[RunSpec], results: list[RunResult], step_windows: str | None,
@@ -345,7 +349,8 @@ def write_report(out: Path, specs: list[RunSpec], results: list[RunResult], step
             f"- seed {rep['seed']}: same step-1 rollouts {rep['same_rollouts']}; teacher tokens SDPO "
             f"{rep['sdpo_tokens']:.0f}, SRPO {rep['srpo_tokens']:.0f} (ratio {ratio:.3f}); SRPO = its routed "
             f"samples' teacher-prompt + response tokens ({rep['srpo_routed_tokens']}): "
-            f"{rep['srpo_tokens'] == rep['srpo_routed_tokens']}")
+            f"{rep['srpo_tokens'] == rep['srpo_routed_tokens']}; teacher time SDPO {rep['sdpo_teacher_s'] or 0:.3f} s, "
+            f"SRPO {rep['srpo_teacher_s'] or 0:.3f} s")
     text = (f"# Toy comparison\n\n{title}\n\n{table}\n## Runs\n\n" + "\n".join(status_lines) + "\n"
             + ("\n## Teacher cost on the replayed step-1 batch\n\n" + "\n".join(replay_lines) + "\n"
                if replay_lines else "")
@@ -362,6 +367,7 @@ def write_report(out: Path, specs: list[RunSpec], results: list[RunResult], step
                              "wall_s": round(r.wall_s, 1), "note": r.note} for r in results],
         "methods": {row.method: {"seeds": row.seeds, "base": cell(row.base), "by_step": [cell(c) for c in row.by_step],
                                  "by_time": [cell(c) for c in row.by_time], "step_seconds": cell(row.step_seconds),
+                                 "teacher_seconds": cell(row.teacher_seconds),
                                  "teacher_tokens": cell(row.teacher_tokens), "final_step": cell(row.final_step)}
                     for row in rows},
         "replayed_batch": replays}, indent=1))

@@ -23,8 +23,8 @@ seeds of their training time at step k.
 
 Table: for each method, the best validation accuracy within each step budget and each training-time budget (a
 seed's best inside the budget, then mean +- std over seeds; ``srpo_verl.report.table.best_within``), the untrained
-accuracy (step 0), mean s/step (``timing_s/step`` over steps >= 2: step 1 pays warm-up) and teacher tokens per
-step (``srpo/teacher/tokens``, 0 for GRPO).
+accuracy (step 0), mean s/step (``timing_s/step`` over steps >= 2: step 1 pays warm-up), teacher seconds per step
+(``timing_s/srpo_teacher``, same steps) and teacher tokens per step (``srpo/teacher/tokens``; both 0 for GRPO).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ TEACHER_ENTROPY_KEY = "srpo/teacher/entropy_mean"
 TEACHER_TOKENS_KEY = "srpo/teacher/tokens"
 RESPONSE_LENGTH_KEY = "response_length/mean"
 STEP_SECONDS_KEY = "timing_s/step"
+TEACHER_SECONDS_KEY = "timing_s/srpo_teacher"  # the SRPO trainer's teacher pass (marked_timer "srpo_teacher")
 # Loss-side metrics reach the log with verl's `actor/` prefix, driver-side ones without: both are looked up.
 PREFIXES = ("", "actor/")
 
@@ -152,6 +153,7 @@ class MethodRow:
     by_step: list[Cell]
     by_time: list[Cell]
     step_seconds: Cell
+    teacher_seconds: Cell
     teacher_tokens: Cell
     final_step: Cell
 
@@ -159,7 +161,7 @@ class MethodRow:
 def method_row(method: str, per_seed: list[StepMetrics], step_windows: list[Window],
                time_windows: list[Window]) -> MethodRow:
     """The row of one method from its seeds' logs (module docstring)."""
-    by_step, by_time, base, step_s, teacher, final = [], [], [], [], [], []
+    by_step, by_time, base, step_s, teacher_s, teacher, final = [], [], [], [], [], [], []
     accuracies, clocks = [], []
     for i, steps in enumerate(per_seed):
         name = f"{method} seed {i}"
@@ -169,6 +171,8 @@ def method_row(method: str, per_seed: list[StepMetrics], step_windows: list[Wind
         base.append(accuracy.get(0))
         seconds = [m[STEP_SECONDS_KEY] for s, m in steps.items() if s >= 2 and STEP_SECONDS_KEY in m]
         step_s.append(statistics.fmean(seconds) if seconds else None)
+        seconds = [m[TEACHER_SECONDS_KEY] for s, m in steps.items() if s >= 2 and TEACHER_SECONDS_KEY in m]
+        teacher_s.append(statistics.fmean(seconds) if seconds else (0.0 if method == "grpo" else None))
         tokens = [v for s, v in metric_series(steps, TEACHER_TOKENS_KEY, name).items() if s >= 1]
         teacher.append(statistics.fmean(tokens) if tokens else (0.0 if method == "grpo" else None))
         trained = [s for s in steps if s >= 1]
@@ -182,7 +186,7 @@ def method_row(method: str, per_seed: list[StepMetrics], step_windows: list[Wind
                 values.append(None if best is None else best[0])
             out.append(Cell.of_values(values))
     return MethodRow(method, len(per_seed), Cell.of_values(base), by_step, by_time, Cell.of_values(step_s),
-                     Cell.of_values(teacher), Cell.of_values(final))
+                     Cell.of_values(teacher_s), Cell.of_values(teacher), Cell.of_values(final))
 
 
 def default_time_windows(runs: dict[str, list[StepMetrics]], fractions=(0.25, 0.5, 1.0)) -> list[Window]:
@@ -214,17 +218,18 @@ def comparison_rows(runs: dict[str, list[StepMetrics]], step_windows: list[Windo
 def render_table(rows: list[MethodRow], step_windows: list[Window], time_windows: list[Window]) -> str:
     """Markdown: best validation accuracy (%) within each step and time budget, mean ± std over seeds."""
     header = (["method", "seeds", "steps", "val acc step 0"] + [f"best ≤{w.label}" for w in step_windows]
-              + [f"best ≤{w.label} train time" for w in time_windows] + ["s/step", "teacher tok/step"])
+              + [f"best ≤{w.label} train time" for w in time_windows] + ["s/step", "teacher s/step", "teacher tok/step"])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [row.method, str(row.seeds), row.final_step.render(1.0, ".0f"), row.base.render(100.0)]
         cells += [c.render(100.0) for c in row.by_step] + [c.render(100.0) for c in row.by_time]
-        cells += [row.step_seconds.render(1.0, ".2f"), row.teacher_tokens.render(1.0, ".0f")]
+        cells += [row.step_seconds.render(1.0, ".2f"), row.teacher_seconds.render(1.0, ".3f"),
+                  row.teacher_tokens.render(1.0, ".0f")]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Validation accuracy in %, mean ± std over seeds of each seed's best validation inside the budget "
               "(steps k ≥ 1; train time = Σ timing_s/step − save time, init and validation excluded); (n/m): only "
-              "n of m seeds had a value; –: none. s/step: mean timing_s/step over steps ≥ 2; teacher tok/step: mean "
-              "srpo/teacher/tokens."]
+              "n of m seeds had a value; –: none. s/step, teacher s/step: mean timing_s/step, timing_s/srpo_teacher over "
+              "steps ≥ 2; teacher tok/step: mean srpo/teacher/tokens."]
     return "\n".join(lines) + "\n"
 
 

@@ -26,6 +26,7 @@ def _run(vals, step_s, sdpo=None, entropy=None, tokens=None, steps=4):
             m["srpo/teacher/entropy_mean"] = entropy[k - 1]
         if tokens is not None:
             m["srpo/teacher/tokens"] = tokens[k - 1]
+            m["timing_s/srpo_teacher"] = 0.01 * tokens[k - 1]
         out[k] = m
     return out
 
@@ -58,6 +59,7 @@ def test_method_row_budgets_per_seed_then_mean_std():
     assert row.by_time[0].mean == pytest.approx(0.7) and row.by_time[0].n == 2
     assert row.step_seconds.mean == pytest.approx(3.0)  # steps >= 2
     assert row.teacher_tokens.mean == pytest.approx(250.0)
+    assert row.teacher_seconds.mean == pytest.approx(3.0)  # steps >= 2: 2, 3, 4 s
     assert row.final_step.mean == 4.0
     # a window before any validation: no value, rendered as a dash
     early = compare.method_row("grpo", [_run({0: 0.1, 2: 0.6}, 2.0)], [Window("1st", 1)], [])
@@ -86,7 +88,7 @@ def test_table_and_figure(tmp_path):
     assert [r.method for r in rows] == ["grpo", "srpo"]  # paper order
     text = compare.render_table(rows, [Window("4st", 4)], [Window("4s", 4)])
     grpo_line = next(line for line in text.splitlines() if line.startswith("| grpo"))
-    assert grpo_line == "| grpo | 1 | 4 ± 0 | 10.0 ± 0.0 | 40.0 ± 0.0 | 40.0 ± 0.0 | 1.00 ± 0.00 | 0 ± 0 |"
+    assert grpo_line == "| grpo | 1 | 4 ± 0 | 10.0 ± 0.0 | 40.0 ± 0.0 | 40.0 ± 0.0 | 1.00 ± 0.00 | 0.000 ± 0.000 | 0 ± 0 |"
     srpo_line = next(line for line in text.splitlines() if line.startswith("| srpo"))
     assert "| 90.0 ± 0.0 | – |" in srpo_line  # srpo's step-4 validation lies after 4 s (8 s)
     png = compare.plot_comparison(runs, tmp_path / "c.png", "t")
