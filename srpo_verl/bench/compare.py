@@ -10,7 +10,7 @@ ablations (ALGO covers grpo / sdpo / srpo only), ``trainer.rollout_data_dir`` (e
 
 Layout: ``OUT/<method>/seed<S>/`` holds the run (metrics.jsonl, train.log, rollouts/, routes/, the quickstart's
 summary.md and curves.png, quickstart.out = its console) and ``finished.json`` once it completed all its steps.
-A run dir whose marker records the same settings is skipped (resumable); any other run dir is removed and the run
+A run dir whose marker records the same settings and tiny assets (their manifest) is skipped (resumable); any other run dir is removed and the run
 starts from scratch (the CPU configs save no checkpoints, so there is nothing to resume from). ``OUT/compare.png``,
 ``OUT/table.md`` and ``OUT/table.json`` are the report (``srpo_verl.report.compare``).
 
@@ -119,16 +119,26 @@ def run_dir_of(out: Path, spec: RunSpec) -> Path:
     return Path(out) / spec.method / f"seed{spec.seed}"
 
 
-def is_finished(run_dir: Path, spec: RunSpec) -> bool:
-    """True when ``run_dir`` has a finished marker recording exactly ``spec``."""
+def assets_settings(assets: Path) -> dict | None:
+    """The ``settings`` of the tiny assets' manifest.json (builder version, seed, warm start, ...); None without one."""
+    manifest = Path(assets) / "manifest.json"
+    try:
+        return json.loads(manifest.read_text()).get("settings")
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def is_finished(run_dir: Path, spec: RunSpec, assets: dict | None = None) -> bool:
+    """True when ``run_dir`` has a finished marker recording exactly ``spec`` and the assets' settings ``assets``
+    (so runs on an older toy, another builder version, are not reused)."""
     marker = Path(run_dir) / MARKER
     if not marker.exists():
         return False
     try:
-        recorded = json.loads(marker.read_text()).get("spec")
+        recorded = json.loads(marker.read_text())
     except json.JSONDecodeError:
         return False
-    return recorded == json.loads(json.dumps(asdict(spec)))
+    return recorded.get("spec") == json.loads(json.dumps(asdict(spec))) and recorded.get("assets") == assets
 
 
 def last_logged_step(metrics: Path) -> int:
@@ -228,7 +238,8 @@ def launch(spec: RunSpec, assets: Path, run_dir: Path, timeout_s: float, echo=pr
         echo(f"{prefix}failed (exit {rc}, last step {last}/{spec.steps}); tail of {run_dir / 'quickstart.out'}:\n"
              f"{tail}")
         return RunResult(spec, "failed", last, wall, rc, f"exit {rc} after step {last}")
-    (run_dir / MARKER).write_text(json.dumps({"spec": asdict(spec), "wall_s": round(wall, 1), "rc": rc}, indent=1))
+    (run_dir / MARKER).write_text(json.dumps({"spec": asdict(spec), "assets": assets_settings(assets),
+                                              "wall_s": round(wall, 1), "rc": rc}, indent=1))
     return RunResult(spec, "finished", last, wall, rc)
 
 
@@ -261,14 +272,14 @@ def run_all(specs: list[RunSpec], out: Path, assets_template: str, run_timeout_s
     results, built = [], set()
     for spec in specs:
         run_dir = run_dir_of(out, spec)
-        if is_finished(run_dir, spec):
+        assets = Path(assets_template.format(seed=spec.seed))
+        if spec.seed not in built:  # first, so that a finished run on other assets is not reused
+            build_assets(assets, spec.seed, echo)
+            built.add(spec.seed)
+        if is_finished(run_dir, spec, assets_settings(assets)):
             echo(f"[compare] {spec.method} seed{spec.seed}: finished earlier, skipped ({run_dir})")
             results.append(RunResult(spec, "skipped", spec.steps))
             continue
-        assets = Path(assets_template.format(seed=spec.seed))
-        if spec.seed not in built:
-            build_assets(assets, spec.seed, echo)
-            built.add(spec.seed)
         remaining = budget_s - (time.monotonic() - started)
         if remaining < min_run_s:
             echo(f"[compare] {spec.method} seed{spec.seed}: not started ({remaining:.0f} s of budget left)")
@@ -338,7 +349,9 @@ def write_report(out: Path, specs: list[RunSpec], results: list[RunResult], step
              f"{','.join(map(str, seeds))}; lr " + ", ".join(f"{m} {lr:.2g}" for m, lr in lrs.items()))
     png = report.plot_comparison(runs, out / "compare.png", title)
     table = report.render_table(rows, step_w, time_w)
-    status_lines = [f"- {r.spec.method} seed {r.spec.seed}: {r.status}, step {r.last_step}/{r.spec.steps}"
+    status_lines = [f"- {r.spec.method} seed {r.spec.seed}: "
+                    f"{'finished (an earlier invocation)' if r.status == 'skipped' else r.status}, "
+                    f"step {r.last_step}/{r.spec.steps}"
                     + (f", {r.wall_s:.0f} s" if r.wall_s else "") + (f" ({r.note})" if r.note else "")
                     for r in results]
     replays = [rep for seed in seeds if (rep := replayed_batch(out, seed)) is not None]
@@ -427,7 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     echo = lambda text: print(text, flush=True)  # noqa: E731
     started = time.monotonic()
     if args.report_only:
-        results = [RunResult(s, "finished" if is_finished(run_dir_of(args.out, s), s) else "unfinished",
+        results = [RunResult(s, "finished" if is_finished(run_dir_of(args.out, s), s, assets_settings(
+                                 Path(args.assets.format(seed=s.seed)))) else "unfinished",
                              last_logged_step(run_dir_of(args.out, s) / "metrics.jsonl")) for s in specs]
     else:
         echo(f"[compare] {len(specs)} runs ({', '.join(args.methods)} x seeds {args.seeds}), lr "

@@ -132,6 +132,14 @@ def test_finished_marker_must_record_the_same_spec(tmp_path):
     assert not bench.is_finished(run_dir, longer)
     (run_dir / bench.MARKER).write_text("{not json")
     assert not bench.is_finished(run_dir, spec)
+    # the marker records the assets' manifest settings: runs on another toy are not reused
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    (assets / "manifest.json").write_text(json.dumps({"settings": {"builder_version": 3, "seed": 0}}))
+    (run_dir / bench.MARKER).write_text(json.dumps({"spec": bench.asdict(spec),
+                                                    "assets": bench.assets_settings(assets)}))
+    assert bench.is_finished(run_dir, spec, {"builder_version": 3, "seed": 0})
+    assert not bench.is_finished(run_dir, spec, {"builder_version": 4, "seed": 0})
 
 
 def test_last_logged_step(tmp_path):
