@@ -25,8 +25,9 @@ import os
 
 import torch
 
+from srpo_verl.core.methods import LOGPROB_BACKENDS as BACKENDS
+
 DEFAULT_CHUNK_SIZE = 1024
-BACKENDS = ("auto", "chunked", "triton")
 BACKEND_ENV = "SRPO_VERL_LOGPROBS_BACKEND"
 logger = logging.getLogger(__name__)
 

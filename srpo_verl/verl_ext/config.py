@@ -25,8 +25,8 @@ from typing import Any, Mapping
 
 from omegaconf import OmegaConf
 
-from srpo_verl.core.logprobs import BACKENDS as LOGPROB_BACKENDS
-from srpo_verl.core.losses import METHOD_ROUTE_MODE, METHODS, METHODS_WITH_ENTROPY_WEIGHTS, RoutedLossConfig
+from srpo_verl.core.methods import (LOGPROB_BACKENDS, METHOD_ROUTE_MODE, METHODS, METHODS_WITH_ENTROPY_WEIGHTS,
+                                    RoutedLossConfig)
 from srpo_verl.core.teacher_prompt import TRUNCATION_MODES, TeacherTemplates
 from srpo_verl.verl_ext.teacher_layout import teacher_layout_conflicts
 

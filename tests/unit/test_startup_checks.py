@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -287,3 +289,11 @@ def test_input_checks_can_be_skipped_on_a_driver_without_the_files(compose, monk
     monkeypatch.delenv("SRPO_VERL_SKIP_INPUT_CHECKS")
     with pytest.raises(RunConfigError, match="data.train_files='/nowhere/train.parquet' does not exist"):
         startup_checks(config)
+
+
+def test_the_start_up_checks_do_not_import_torch():
+    """A refused config costs the driver ~1 s of imports, not torch's ~5 s (srpo_verl.core.methods is torch-free)."""
+    probe = ("import sys, srpo_verl.verl_ext.config, srpo_verl.core.methods, srpo_verl.core.teacher_prompt; "
+             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
