@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import threading
@@ -70,10 +69,14 @@ class TreeRSS:
 
 
 def model_bytes_fp32(model_dir: Path) -> int:
-    """Parameters of the model × 4 bytes (the teacher engine's fp32 copy), counted on the meta device."""
-    from srpo_verl.verl_ext.checkpoint import model_shapes
+    """Parameters of the model × 4 bytes (the teacher engine's fp32 copy), counted on the meta device (a tied
+    embedding / LM head counted once)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
 
-    return 4 * sum(math.prod(shape) for shape in model_shapes(str(model_dir)).values())
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir))
+    return 4 * sum(p.numel() for p in model.parameters())
 
 
 def main() -> None:
