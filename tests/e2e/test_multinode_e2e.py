@@ -29,8 +29,8 @@ import pytest
 
 from srpo_verl.report.logs import read_console
 
-# Not in the default selection (pytest.ini): it has never passed on this 2-core host (Ray's node start-up timed
-# out under load in every try); run it with `-m multinode`.
+# Not in the default selection (pytest.ini): it passes (4/4 on 2026-12-02, docs/RECIPES.md) but costs minutes of
+# its own (two Ray nodes + a verl launch) over the suite's 30-minute budget; run it with `-m multinode`.
 pytestmark = [pytest.mark.e2e, pytest.mark.multinode]
 
 REPO = Path(__file__).resolve().parents[2]
