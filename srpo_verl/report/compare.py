@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from srpo_verl.report.logs import RunLog, StepMetrics
+from srpo_verl.report.plots import save_figure
 from srpo_verl.report.table import METHOD_ORDER, Window, _ordered, best_within, training_seconds, validation_key
 
 REWARD_KEY = "critic/score/mean"
@@ -275,9 +276,4 @@ def plot_comparison(runs: dict[str, list[StepMetrics]], out_png: Path, title: st
                 axis.text(0.5, 0.5, "not logged", transform=axis.transAxes, ha="center", color="grey")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=100)
-    plt.close(fig)
-    return out_png
+    return save_figure(fig, out_png, dpi=100)

@@ -29,6 +29,19 @@ PANELS = ("val acc (%) vs train hours", "response length vs train hours", "s/ste
           "route fraction vs step", "teacher entropy vs step")
 
 
+def save_figure(fig, out_path: str | Path, dpi: int | str = "figure") -> Path:
+    """Lay out, write (creating the folder) and close a matplotlib figure; returns the path. ``dpi``: savefig's
+    (``"figure"``: the figure's own)."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, dpi=dpi)
+    plt.close(fig)
+    return out_path
+
+
 def _lookup(entry: RunEntry, key: str) -> dict[int, float]:
     for prefix in METRIC_PREFIXES:
         series = entry.log.series(prefix + key)
@@ -108,9 +121,4 @@ def plot_runs(entries: list[RunEntry], out_path: Path, smooth: int = 1, val_sour
             if axis.get_lines():
                 axis.legend(fontsize=6)
             axis.tick_params(labelsize=7)
-    fig.tight_layout()
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, dpi=90)
-    plt.close(fig)
-    return out_path
+    return save_figure(fig, out_path, dpi=90)

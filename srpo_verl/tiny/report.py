@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from srpo_verl.report.logs import StepMetrics, read_jsonl
+from srpo_verl.report.plots import save_figure
 
 REWARD_KEY = "critic/score/mean"  # mean verifier score of the step's rollouts (0..1 on the synthetic task)
 STEP_SECONDS_KEY = "timing_s/step"
@@ -143,11 +144,7 @@ def plot_curves(rows: list[StepRow], out_png: Path, title: str = "") -> Path:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     ax.set_title(title or "tiny Qwen3 on the synthetic task (CPU)")
-    fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png)
-    plt.close(fig)
-    return out_png
+    return save_figure(fig, out_png)
 
 
 def main(argv: list[str] | None = None) -> int:
