@@ -314,6 +314,11 @@ def _is_unset(config: Mapping[str, Any], dotted: str) -> bool:
     return node[last] in (None, "???")
 
 
+def _divisors(number: int) -> str:
+    """The divisors of ``number`` as "1, 2, 4, 8" (the valid sizes an error names)."""
+    return ", ".join(str(d) for d in range(1, number + 1) if number % d == 0)
+
+
 def _check_static_micro_batches(config: Mapping[str, Any], samples_per_rank: int, mini_per_rank: int) -> None:
     """Without dynamic batching verl cuts each rank's share into micro-batches of exactly the configured size and
     asserts mid-step (in compute_log_prob / update_actor) that the size divides the share."""
@@ -325,8 +330,7 @@ def _check_static_micro_batches(config: Mapping[str, Any], samples_per_rank: int
     ):
         micro = _number(config, key, None)
         if micro is not None and (micro < 1 or share % micro):
-            divisors = [d for d in range(1, share + 1) if share % d == 0]
-            _refuse(f"{key}={micro} must divide the {share} {what}: one of {', '.join(map(str, divisors))}, or set "
+            _refuse(f"{key}={micro} must divide the {share} {what}: one of {_divisors(share)}, or set "
                     "actor_rollout_ref.actor.use_dynamic_bsz=true (verl asserts it mid-step)")
 
 
@@ -359,19 +363,18 @@ def _check_generic(config: Mapping[str, Any]) -> None:
         _refuse(f"data.train_batch_size={batch} must be ≥ 1")
     if mini is not None and batch is not None:
         if mini < 1 or batch % mini:
-            divisors = [d for d in range(1, batch + 1) if batch % d == 0]
             _refuse(f"actor_rollout_ref.actor.ppo_mini_batch_size={mini} must divide data.train_batch_size={batch} "
-                    f"(one of {', '.join(map(str, divisors))}): otherwise verl pads the batch with no-op samples "
+                    f"(one of {_divisors(batch)}): otherwise verl pads the batch with no-op samples "
                     "or fails mid-step")
         dp = _dp_size(config)
         if dp is not None and (mini * n) % dp:
             _refuse(f"actor_rollout_ref.actor.ppo_mini_batch_size={mini} x actor_rollout_ref.rollout.n={n} = "
                     f"{mini * n} samples per mini-batch must be divisible by the data-parallel size {dp} "
                     "(trainer.n_gpus_per_node x trainer.nnodes / Ulysses SP); verl asserts it in the update")
+        if dp is not None and not _get(config, "actor_rollout_ref.actor.use_dynamic_bsz", False):
+            _check_static_micro_batches(config, batch * n // dp, mini * n // dp)
 
     dynamic = _get(config, "actor_rollout_ref.actor.use_dynamic_bsz", False)
-    if not dynamic and batch is not None and mini is not None and _dp_size(config):
-        _check_static_micro_batches(config, batch * n // _dp_size(config), mini * n // _dp_size(config))
     log_prob_dynamic = _get(config, "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz", dynamic)
     if bool(dynamic) != bool(log_prob_dynamic):
         _refuse(f"actor_rollout_ref.rollout.log_prob_use_dynamic_bsz={log_prob_dynamic} must equal "
