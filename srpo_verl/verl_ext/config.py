@@ -29,6 +29,7 @@ from srpo_verl.core.methods import (LOGPROB_BACKENDS, METHOD_ROUTE_MODE, METHODS
                                     RoutedLossConfig)
 from srpo_verl.core.teacher_prompt import TRUNCATION_MODES, TeacherTemplates
 from srpo_verl.verl_ext.teacher_layout import teacher_layout_conflicts
+from srpo_verl.verl_ext.replay_poll import poll_interval_from_config
 
 #: methods that need the EMA teacher, the top-K ids and the distillation loss.
 TEACHER_METHODS = frozenset(m for m in METHODS if m != "grpo")
@@ -373,6 +374,11 @@ def _check_generic(config: Mapping[str, Any]) -> None:
                     "(trainer.n_gpus_per_node x trainer.nnodes / Ulysses SP); verl asserts it in the update")
         if dp is not None and not _get(config, "actor_rollout_ref.actor.use_dynamic_bsz", False):
             _check_static_micro_batches(config, batch * n // dp, mini * n // dp)
+
+    try:
+        poll_interval_from_config(config)
+    except ValueError as error:
+        _refuse(str(error))
 
     dynamic = _get(config, "actor_rollout_ref.actor.use_dynamic_bsz", False)
     log_prob_dynamic = _get(config, "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz", dynamic)

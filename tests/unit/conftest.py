@@ -39,6 +39,9 @@ report.update({
     "hooks": applied_hooks(),
     "cpu_modules": sorted(m for m in sys.modules if m.startswith("srpo_verl.cpu.")),
 })
+import verl.trainer.ppo.metric_utils as metric_utils
+report["bootstrap_vectorised"] = getattr(metric_utils.bootstrap_metric, "_srpo_vectorised", False)
+report["replay_poll_configurable"] = getattr(tb.PPOTrainer._build_replay_buffer, "_srpo_poll_interval", False)
 from srpo_verl.verl_ext.trainer import SRPOTrainer
 report["srpo_is_our_trainer"] = tb.TRAINER_REGISTRY["srpo"] is SRPOTrainer
 print("REPORT" + json.dumps(report))

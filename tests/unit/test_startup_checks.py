@@ -140,6 +140,13 @@ REFUSED = [
      "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=32 must divide the 16 samples per rank in a mini-batch"),
     ("cpu_srpo", ["actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=5"],
      "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=5 must divide the 32 samples per rank"),
+    # our poll-interval key in verl's sampler section (srpo_verl/verl_ext/replay_poll.py)
+    ("cpu_srpo", ["trainer.v1.sampler.poll_interval_s=0"],
+     "trainer.v1.sampler.poll_interval_s=0 must be a number of seconds > 0 (or null for verl's 2.0)"),
+    ("cpu_grpo", ["trainer.v1.sampler.poll_interval_s=fast"],
+     "trainer.v1.sampler.poll_interval_s='fast' must be a number of seconds > 0"),
+    ("srpo_trainer", ["+trainer.v1.sampler.poll_interval_s=-1"],
+     "trainer.v1.sampler.poll_interval_s=-1 must be a number of seconds > 0"),
     # issue 11 §2 (config side)
     ("srpo_trainer", ["actor_rollout_ref.ref.fsdp_config.fsdp_size=4"],
      "actor_rollout_ref.ref.fsdp_config.fsdp_size=4 differs from actor_rollout_ref.actor.fsdp_config.fsdp_size=-1"),

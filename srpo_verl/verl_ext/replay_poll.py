@@ -1,0 +1,63 @@
+"""`trainer.v1.sampler.poll_interval_s`: how often verl's replay buffer looks for finished rollouts.
+
+verl 0.9.1's sync `ReplayBuffer.sample` checks TransferQueue for finished groups, and while too few are done it
+sleeps a fixed `poll_interval` (2.0 s, a constructor argument its trainer never sets), so every training step and
+every validation waits up to 2 s after the last rollout finished. On a GPU step of minutes that is noise; on the CPU
+toy, where 64 rollouts take ~1 s, the step's `timing_s/gen` was 4.0 s (two polls) of a 7.0 s step.
+
+The key is ours, in verl's sampler section; unset (or null) keeps verl's 2.0 s. The CPU overlay (cpu.yaml) sets
+0.05 s: a poll is one metadata round-trip to the TransferQueue controller. Applied to verl's trainer base, so the
+GRPO baseline (`cpu_grpo`, verl's own trainer) and the SRPO trainer poll alike and their s/step stay comparable.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any, Callable, Optional
+
+POLL_INTERVAL_KEY = "trainer.v1.sampler.poll_interval_s"
+TRAINER_BASE_MODULE = "verl.trainer.ppo.v1.trainer_base"
+
+
+def poll_interval_from_config(config: Any) -> Optional[float]:
+    """The configured poll interval in seconds, or None when unset; raises ValueError naming the key when it is
+    not a positive number."""
+    node = config
+    for part in POLL_INTERVAL_KEY.split("."):
+        getter = getattr(node, "get", None)
+        node = getter(part, None) if getter is not None else None
+        if node is None:
+            return None
+    if isinstance(node, bool) or not isinstance(node, (int, float)) or not node > 0:
+        raise ValueError(f"{POLL_INTERVAL_KEY}={node!r} must be a number of seconds > 0 (or null for verl's 2.0)")
+    return float(node)
+
+
+def _with_configured_poll_interval(build: Callable) -> Callable:
+    if getattr(build, "_srpo_poll_interval", False):
+        return build
+
+    def _build_replay_buffer(self):
+        buffer = build(self)
+        interval = poll_interval_from_config(self.config)
+        if interval is not None:
+            buffer.poll_interval = interval
+        return buffer
+
+    _build_replay_buffer._srpo_poll_interval = True
+    _build_replay_buffer.__wrapped__ = build
+    _build_replay_buffer.__doc__ = build.__doc__
+    return _build_replay_buffer
+
+
+def patch_trainer_base(module: ModuleType) -> None:
+    """Make verl's `PPOTrainer._build_replay_buffer` apply the configured poll interval (idempotent)."""
+    trainer = module.PPOTrainer
+    trainer._build_replay_buffer = _with_configured_poll_interval(trainer._build_replay_buffer)
+
+
+def install() -> None:
+    """Patch verl's trainer base now if it is imported, else right after its import (idempotent)."""
+    from srpo_verl.import_hooks import after_import
+
+    after_import(TRAINER_BASE_MODULE, patch_trainer_base)
