@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from srpo_verl.tiny import task
-from srpo_verl.tiny.build import BuildSettings, build_tiny_assets, cached_assets, check_accuracy
+from srpo_verl.tiny.build import (BuildSettings, build_tiny_assets, cached_assets, check_accuracy,
+                                  check_teacher_accuracy)
 from srpo_verl.tiny.model import TinyQwen3Shape
 from srpo_verl.tiny.warmstart import (EncodedExample, collate_soft_targets, draw_response, sample_responses,
                                       soft_target_loss, target_entropy, warmup_cosine)
@@ -17,7 +18,7 @@ from srpo_verl.tiny.warmstart import (EncodedExample, collate_soft_targets, draw
 SMALL_SHAPE = TinyQwen3Shape(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                              num_key_value_heads=1, head_dim=16)
 SMALL = BuildSettings(warmstart_steps=3, num_train=64, num_test=8, vocab_size=320, shape=SMALL_SHAPE,
-                      eval_samples_per_prompt=2, expected_accuracy=None)
+                      eval_samples_per_prompt=2, expected_accuracy=None, min_teacher_accuracy=None)
 
 
 def sha256(path) -> str:
@@ -115,6 +116,13 @@ def test_accuracy_check_tolerance():
     assert check_accuracy(settings, 0.34) == {"expected": 0.3, "tolerance": 0.05, "ok": True}
     assert not check_accuracy(settings, 0.36)["ok"] and not check_accuracy(settings, 0.24)["ok"]
     assert check_accuracy(SMALL, 0.0)["ok"]
+
+
+def test_teacher_accuracy_check():
+    settings = BuildSettings(min_teacher_accuracy=0.9)
+    assert check_teacher_accuracy(settings, 0.9) == {"min": 0.9, "ok": True}
+    assert not check_teacher_accuracy(settings, 0.899)["ok"]
+    assert check_teacher_accuracy(SMALL, 0.0) == {"min": None, "ok": True}
 
 
 class CountingModel(torch.nn.Module):
@@ -222,3 +230,13 @@ def test_build_fails_when_the_accuracy_is_off_the_expected_value(tmp_path):
     with pytest.raises(ValueError, match="warm-start sampled accuracy .* is not within 0.05 of the expected 0.9"):
         build_tiny_assets(tmp_path, settings=settings, log=lambda _: None)
     assert json.loads((tmp_path / "manifest.json").read_text())["accuracy_check"]["ok"] is False
+
+
+def test_build_fails_when_the_teacher_does_not_copy_the_shown_answer(tmp_path):
+    settings = BuildSettings(**{**SMALL.__dict__, "min_teacher_accuracy": 0.99})  # 3 warm-start steps copy nothing
+    with pytest.raises(ValueError, match=r"the teacher prompt's sampled accuracy 0\.\d+ is below "
+                                         r"BuildSettings\.min_teacher_accuracy=0\.99"):
+        build_tiny_assets(tmp_path, settings=settings, log=lambda _: None)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["teacher_accuracy_check"] == {"min": 0.99, "ok": False}
+    assert manifest["teacher_sampled_accuracy"]["num_prompts"] == SMALL.num_test
