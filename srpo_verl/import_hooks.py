@@ -82,3 +82,12 @@ def after_import(module_name: str, hook: ModuleHook) -> None:
 def applied_hooks() -> list[str]:
     """'module:hook' for every hook run so far in this process, in order (for tests and start-up logs)."""
     return list(_applied)
+
+
+def mark_wrapper(wrapper: Callable, original: Callable, marker: str) -> Callable:
+    """Tag ``wrapper`` as srpo_verl's replacement of ``original``: attribute ``marker`` (so a second patch sees it and
+    leaves it), ``__wrapped__`` and the original's docstring. Returns ``wrapper``."""
+    setattr(wrapper, marker, True)
+    wrapper.__wrapped__ = original
+    wrapper.__doc__ = original.__doc__
+    return wrapper

@@ -15,8 +15,11 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any, Callable, Optional
 
+from srpo_verl.import_hooks import after_import, mark_wrapper
+
 POLL_INTERVAL_KEY = "trainer.v1.sampler.poll_interval_s"
 TRAINER_BASE_MODULE = "verl.trainer.ppo.v1.trainer_base"
+MARKER = "_srpo_poll_interval"
 
 
 def poll_interval_from_config(config: Any) -> Optional[float]:
@@ -34,7 +37,7 @@ def poll_interval_from_config(config: Any) -> Optional[float]:
 
 
 def _with_configured_poll_interval(build: Callable) -> Callable:
-    if getattr(build, "_srpo_poll_interval", False):
+    if getattr(build, MARKER, False):
         return build
 
     def _build_replay_buffer(self):
@@ -44,10 +47,7 @@ def _with_configured_poll_interval(build: Callable) -> Callable:
             buffer.poll_interval = interval
         return buffer
 
-    _build_replay_buffer._srpo_poll_interval = True
-    _build_replay_buffer.__wrapped__ = build
-    _build_replay_buffer.__doc__ = build.__doc__
-    return _build_replay_buffer
+    return mark_wrapper(_build_replay_buffer, build, MARKER)
 
 
 def patch_trainer_base(module: ModuleType) -> None:
@@ -58,6 +58,5 @@ def patch_trainer_base(module: ModuleType) -> None:
 
 def install() -> None:
     """Patch verl's trainer base now if it is imported, else right after its import (idempotent)."""
-    from srpo_verl.import_hooks import after_import
 
     after_import(TRAINER_BASE_MODULE, patch_trainer_base)

@@ -22,7 +22,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from srpo_verl.import_hooks import after_import, mark_wrapper
+
 METRIC_UTILS_MODULE = "verl.trainer.ppo.metric_utils"
+MARKER = "_srpo_vectorised"
 #: the largest subset size whose majority vote is vectorised (it builds an [n_bootstrap, N, N] comparison)
 MAX_VOTE_SUBSET = 64
 
@@ -73,7 +76,7 @@ def _reduce_vectorised(fn: Callable, data: list[Any], idx: np.ndarray, calc_maj_
 
 def make_bootstrap_metric(original: Callable, calc_maj_val: Callable) -> Callable:
     """A drop-in for verl's `bootstrap_metric(data, subset_size, reduce_fns, n_bootstrap=1000, seed=42)`."""
-    if getattr(original, "_srpo_vectorised", False):
+    if getattr(original, MARKER, False):
         return original
 
     def bootstrap_metric(data, subset_size, reduce_fns, n_bootstrap=1000, seed=42):
@@ -91,10 +94,7 @@ def make_bootstrap_metric(original: Callable, calc_maj_val: Callable) -> Callabl
             results.append((float(np.mean(values)), float(np.std(values))))
         return results
 
-    bootstrap_metric._srpo_vectorised = True
-    bootstrap_metric.__wrapped__ = original
-    bootstrap_metric.__doc__ = original.__doc__
-    return bootstrap_metric
+    return mark_wrapper(bootstrap_metric, original, MARKER)
 
 
 def patch_metric_utils(module: ModuleType) -> None:
@@ -104,6 +104,5 @@ def patch_metric_utils(module: ModuleType) -> None:
 
 def install() -> None:
     """Patch verl's metric utils now if imported, else right after their import (idempotent)."""
-    from srpo_verl.import_hooks import after_import
 
     after_import(METRIC_UTILS_MODULE, patch_metric_utils)
