@@ -1,4 +1,4 @@
-"""Shared e2e fixtures: the tiny Qwen3 assets, built once per test session (about 1.5 minutes on 2 cores), and the
+"""Shared e2e fixtures: the tiny Qwen3 assets, built once per test session (about 2.5 minutes on 2 cores), and the
 one-rank SRPO and SDPO runs that several modules compare against (each run once per session).
 
 Set SRPO_VERL_E2E_ASSETS=DIR to reuse prebuilt assets (DIR/model, DIR/data/{train,test}.parquet), e.g. the ones

@@ -69,10 +69,10 @@ def test_what_it_does_not_cover_goes_to_verls_loop(data, fns):
 
 
 def test_process_validation_metrics_is_unchanged_and_the_plugin_installed_ours(monkeypatch):
-    """The whole validation aggregation (150 prompts x 4 samples, the toy verifier's variables) gives the same dict
-    with verl's loop and with ours."""
+    """The whole validation aggregation (40 prompts x 4 samples, the toy verifier's variables) gives the same dict
+    with verl's loop and with ours (scripts/bench/val_metrics.py times the toy's 150 x 4)."""
     rng = random.Random(0)
-    uids = [f"p{i // 4}" for i in range(600)]
+    uids = [f"p{i // 4}" for i in range(160)]
     infos = {"score": [float(rng.random() < 0.3) for _ in uids], "format_ok": [rng.random() < 0.9 for _ in uids],
              "pred": [rng.choice(["123", "132", "213"]) for _ in uids]}
     infos["acc"] = list(infos["score"])
