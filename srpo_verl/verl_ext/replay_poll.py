@@ -25,15 +25,14 @@ MARKER = "_srpo_poll_interval"
 def poll_interval_from_config(config: Any) -> Optional[float]:
     """The configured poll interval in seconds, or None when unset; raises ValueError naming the key when it is
     not a positive number."""
-    node = config
-    for part in POLL_INTERVAL_KEY.split("."):
-        getter = getattr(node, "get", None)
-        node = getter(part, None) if getter is not None else None
-        if node is None:
-            return None
-    if isinstance(node, bool) or not isinstance(node, (int, float)) or not node > 0:
-        raise ValueError(f"{POLL_INTERVAL_KEY}={node!r} must be a number of seconds > 0 (or null for verl's 2.0)")
-    return float(node)
+    from srpo_verl.verl_ext.config import _get  # here, not at the top: config.py imports this module
+
+    value = _get(config, POLL_INTERVAL_KEY)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{POLL_INTERVAL_KEY}={value!r} must be a number of seconds > 0 (or null for verl's 2.0)")
+    return float(value)
 
 
 def _with_configured_poll_interval(build: Callable) -> Callable:

@@ -49,29 +49,24 @@ def _majority_values(codes: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.take_along_axis(values, best[:, None], axis=1)[:, 0]
 
 
-def _reduce_vectorised(fn: Callable, data: list[Any], idx: np.ndarray, calc_maj_val: Callable) -> np.ndarray | None:
-    """Values [B] of ``fn`` on every bootstrap row of ``idx`` [B, N], or None when ``fn``/``data`` is not covered."""
-    if fn is np.max or fn is np.min:
-        values = _as_float_array(data)
-        if values is None:
-            return None
-        rows = values[idx]
-        return rows.max(axis=1) if fn is np.max else rows.min(axis=1)
-    if (isinstance(fn, functools.partial) and fn.func is calc_maj_val and not fn.args
+def _majority_vectorised(fn: Callable, data: list[Any], idx: np.ndarray, calc_maj_val: Callable) -> np.ndarray | None:
+    """Values [B] of verl's majority vote ``fn`` on every bootstrap row of ``idx`` [B, N], or None when ``fn`` is
+    not `partial(calc_maj_val, vote_key=..., val_key=...)` or ``data`` is not votes with numeric values."""
+    if not (isinstance(fn, functools.partial) and fn.func is calc_maj_val and not fn.args
             and set(fn.keywords) == {"vote_key", "val_key"} and idx.shape[1] <= MAX_VOTE_SUBSET):
-        vote_key, val_key = fn.keywords["vote_key"], fn.keywords["val_key"]
-        if not all(isinstance(d, dict) for d in data):
-            return None
-        values = _as_float_array([d[val_key] for d in data])
-        if values is None:
-            return None
-        vote_ids: dict[Any, int] = {}
-        try:
-            codes = np.array([vote_ids.setdefault(d[vote_key], len(vote_ids)) for d in data], dtype=np.int64)
-        except TypeError:  # an unhashable vote: verl's loop raises the same way
-            return None
-        return _majority_values(codes[idx], values[idx])
-    return None
+        return None
+    vote_key, val_key = fn.keywords["vote_key"], fn.keywords["val_key"]
+    if not all(isinstance(d, dict) for d in data):
+        return None
+    values = _as_float_array([d[val_key] for d in data])
+    if values is None:
+        return None
+    vote_ids: dict[Any, int] = {}
+    try:
+        codes = np.array([vote_ids.setdefault(d[vote_key], len(vote_ids)) for d in data], dtype=np.int64)
+    except TypeError:  # an unhashable vote: verl's loop raises the same way
+        return None
+    return _majority_values(codes[idx], values[idx])
 
 
 def make_bootstrap_metric(original: Callable, calc_maj_val: Callable) -> Callable:
@@ -87,8 +82,15 @@ def make_bootstrap_metric(original: Callable, calc_maj_val: Callable) -> Callabl
         idx = np.random.choice(n_data, size=(n_bootstrap, subset_size), replace=True)
         results = []
         data = list(data)
+        rows = None  # data[idx] as float64 [B, N], shared by best@N (np.max) and worst@N (np.min)
         for fn in reduce_fns:
-            values = _reduce_vectorised(fn, data, idx, calc_maj_val)
+            if fn is np.max or fn is np.min:
+                if rows is None:
+                    numbers = _as_float_array(data)
+                    rows = None if numbers is None else numbers[idx]
+                values = None if rows is None else (rows.max(axis=1) if fn is np.max else rows.min(axis=1))
+            else:
+                values = _majority_vectorised(fn, data, idx, calc_maj_val)
             if values is None:
                 return original(data, subset_size, reduce_fns, n_bootstrap=n_bootstrap, seed=seed)
             results.append((float(np.mean(values)), float(np.std(values))))

@@ -41,7 +41,7 @@ class FakeTrainer:
         return FakeBuffer()
 
 
-def test_the_patched_builder_sets_the_interval_or_keeps_verls(monkeypatch):
+def test_the_patched_builder_sets_the_interval_or_keeps_verls():
     module = type("M", (), {"PPOTrainer": FakeTrainer})
     replay_poll.patch_trainer_base(module)
     replay_poll.patch_trainer_base(module)  # idempotent: wrapped once
