@@ -414,6 +414,16 @@ def teacher_batching(config: Mapping[str, Any], live: bool = False) -> tuple[boo
     return bool(ref_dynamic or rollout_dynamic), budget, key
 
 
+def teacher_micro_batch_size(config: Mapping[str, Any], live: bool = False) -> int | None:
+    """Rows per static teacher micro-batch, as `worker._build_teacher` configures the engine (``live``: the actor
+    engine's log-prob micro-batch); None with dynamic batching."""
+    if teacher_batching(config, live)[0]:
+        return None
+    rollout_micro = _number(config, "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu", None)
+    micro = None if live else _number(config, "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu", None)
+    return (micro if micro is not None else rollout_micro) or 1
+
+
 def _check_teacher_layout(config: Mapping[str, Any]) -> None:
     """The teacher's FSDP layout follows the actor's (teacher_layout.py, also the worker's check): a `ref` strategy
     or `ref.fsdp_config` value set unlike the actor's, or a teacher dtype other than fp32, is refused."""
@@ -427,7 +437,8 @@ def validate_run_config(config: Mapping[str, Any]) -> SRPOSettings:
 
     Every run: an `srpo:` group runs the SRPO trainer; temperature > 0; lengths ≥ 1; n ≥ 2 for GRPO advantages;
     the mini-batch divides the batch and (× n) the DP size; dynamic-batch token budgets fit one sequence.
-    Teacher methods also refuse: a KL-to-reference term, LoRA, fused kernels, Ulysses sequence parallelism,
+    Teacher methods also refuse: a KL-to-reference term, LoRA, fused kernels, an actor strategy other than fsdp2,
+    Ulysses sequence parallelism, a static packed pad (pad_to_length), FSDP2's offload_policy on the actor,
     multi-turn rollouts, verl's distillation, an entropy bonus, a non-GRPO advantage estimator, rollout-correction
     bypass mode, a success threshold outside the verifier's reward range, a teacher prompt cap or token budget
     too small for the prompts, a teacher laid out unlike the actor or not in fp32. Warns when the update is not
@@ -458,12 +469,28 @@ def validate_run_config(config: Mapping[str, Any]) -> SRPOSettings:
     if _get(config, "actor_rollout_ref.model.use_fused_kernels", False):
         refuse("actor_rollout_ref.model.use_fused_kernels", True, "fused kernels never materialise the logits "
                "that the top-K distillation reads")
+    strategy = _get(config, "actor_rollout_ref.actor.strategy", "fsdp")
+    if strategy != "fsdp2":
+        refuse("actor_rollout_ref.actor.strategy", strategy, "the teacher engine, the EMA and the logits processor "
+               "run on verl's FSDP2 engine only (FSDP1 has never run them; megatron has no logits-processor hook); "
+               "set actor_rollout_ref.actor.strategy=fsdp2")
     for key in ("actor_rollout_ref.actor.ulysses_sequence_parallel_size",
                 "actor_rollout_ref.actor.fsdp_config.ulysses_sequence_parallel_size",
-                "actor_rollout_ref.ref.ulysses_sequence_parallel_size"):
+                "actor_rollout_ref.ref.ulysses_sequence_parallel_size",
+                "actor_rollout_ref.ref.fsdp_config.ulysses_sequence_parallel_size"):
         sp = _get(config, key, 1)
         if sp is not None and int(sp) > 1:
             refuse(key, sp, "the logits processor needs whole sequences on each rank")
+    for key in ("actor_rollout_ref.actor.pad_to_length", "actor_rollout_ref.actor.fsdp_config.pad_to_length",
+                "actor_rollout_ref.ref.pad_to_length", "actor_rollout_ref.ref.fsdp_config.pad_to_length"):
+        if _get(config, key, False):
+            refuse(key, True, "verl 0.9.1 raises at the first pi_old micro-batch when top-K distillation meets a "
+                   "static packed pad (after the whole generation); set it to false")
+    if _get(config, "actor_rollout_ref.actor.fsdp_config.offload_policy", False):
+        refuse("actor_rollout_ref.actor.fsdp_config.offload_policy", True, "FSDP2's CPUOffloadPolicy keeps the "
+               "actor's shards and optimizer step on the host, a branch the EMA teacher has never run; use "
+               "actor_rollout_ref.actor.fsdp_config.param_offload=true and optimizer_offload=true (verl's offload "
+               "between phases) instead")
     if _get(config, "actor_rollout_ref.rollout.multi_turn.enable", False):
         refuse("actor_rollout_ref.rollout.multi_turn.enable", True, "teacher prompts are built for single-turn "
                "rollouts")
@@ -476,10 +503,6 @@ def validate_run_config(config: Mapping[str, Any]) -> SRPOSettings:
     if _get(config, "algorithm.rollout_correction.bypass_mode", False):
         refuse("algorithm.rollout_correction.bypass_mode", True, "bypass mode skips the pi_old forward that "
                "takes the student's top-K ids (the run would die mid-step); set it to false")
-    if _get(config, "trainer.default_hdfs_dir", None):
-        refuse("trainer.default_hdfs_dir", _get(config, "trainer.default_hdfs_dir"), "verl 0.9.1's FSDP checkpoint "
-               "manager never uploads (its hdfs_path is unused) and the V1 trainer never downloads, so neither actor/ "
-               "nor the EMA teacher's teacher/ would reach it; set it to null and copy trainer.default_local_dir")
 
     (low, high), source = reward_range(config, settings)
     if not low < settings.success_threshold <= high:

@@ -154,6 +154,19 @@ REFUSED = [
      "actor_rollout_ref.ref.fsdp_config.reshard_after_forward=False is not supported for the EMA teacher"),
     ("cpu_srpo", ["actor_rollout_ref.ref.strategy=fsdp"],
      "actor_rollout_ref.ref.strategy='fsdp' differs from actor_rollout_ref.actor.strategy='fsdp2'"),
+    # issue 22 §4: the engines no teacher step has run on, and verl's mid-step failures, before Ray
+    ("srpo_trainer", ["actor_rollout_ref.actor.strategy=fsdp"],
+     "actor_rollout_ref.actor.strategy='fsdp' is not supported with srpo.method=srpo: the teacher engine"),
+    ("srpo_trainer", ["srpo.method=sdpo", "actor_rollout_ref.actor.strategy=megatron"],
+     "actor_rollout_ref.actor.strategy='megatron' is not supported with srpo.method=sdpo"),
+    ("srpo_trainer", ["actor_rollout_ref.actor.pad_to_length=true"],
+     "actor_rollout_ref.actor.pad_to_length=True is not supported with srpo.method=srpo: verl 0.9.1 raises"),
+    ("srpo_trainer", ["actor_rollout_ref.ref.fsdp_config.pad_to_length=true"],
+     "actor_rollout_ref.ref.fsdp_config.pad_to_length=True is not supported"),
+    ("srpo_trainer", ["actor_rollout_ref.ref.fsdp_config.ulysses_sequence_parallel_size=2"],
+     "actor_rollout_ref.ref.fsdp_config.ulysses_sequence_parallel_size=2 is not supported with srpo.method=srpo"),
+    ("srpo_trainer", ["actor_rollout_ref.actor.fsdp_config.offload_policy=true"],
+     "actor_rollout_ref.actor.fsdp_config.offload_policy=True is not supported with srpo.method=srpo"),
 ]
 
 
@@ -166,8 +179,18 @@ def test_refused_in_one_line_naming_the_key(compose, name, overrides, message):
     assert "\n" not in text
 
 
+def test_srpo_trainer_runs_fsdp2_for_actor_and_reference(compose):
+    config = compose("srpo_trainer")
+    assert config.actor_rollout_ref.actor.strategy == "fsdp2"
+    assert config.actor_rollout_ref.ref.strategy == "fsdp2"  # verl's interpolation of the actor's
+
+
 @pytest.mark.parametrize("name, overrides", [
     # GRPO through the SRPO trainer has no teacher: the teacher-only checks do not apply
+    ("srpo_trainer", ["srpo.method=grpo", "actor_rollout_ref.actor.strategy=fsdp"]),
+    # verl's offload between phases is supported (the EMA synchronises before it reads the actor)
+    ("srpo_trainer", ["actor_rollout_ref.actor.fsdp_config.param_offload=true",
+                      "actor_rollout_ref.actor.fsdp_config.optimizer_offload=true"]),
     ("srpo_trainer", ["srpo.method=grpo", "algorithm.rollout_correction.bypass_mode=true"]),
     ("srpo_trainer", ["srpo.method=grpo", "actor_rollout_ref.ref.fsdp_config.model_dtype=bf16"]),
     # the threshold's range follows the verifier
