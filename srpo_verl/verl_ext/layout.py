@@ -32,6 +32,37 @@ def response_positions(prompt_lens: torch.Tensor, response_lens: torch.Tensor) -
     return torch.repeat_interleave(first - row_offsets, response_lens) + within
 
 
+#: bits per token id in a packed value: three ids fit a non-negative int64 for vocabularies up to 2^21 tokens
+ID_BITS = 21
+IDS_PER_VALUE = 63 // ID_BITS
+
+
+def packed_id_width(k: int) -> int:
+    """int64 values that hold ``k`` token ids (:func:`pack_token_ids`)."""
+    return -(-k // IDS_PER_VALUE)
+
+
+def pack_token_ids(ids: torch.Tensor) -> torch.Tensor:
+    """[M, K] token ids (each in [0, 2^21)) → [M, ceil(K / 3)] int64, id j in bits 21·(j mod 3) of value j // 3.
+
+    verl's engine returns one value per packed token and key; three ids per value cut the π_old pass's top-K
+    outputs from K int64 values per token to ceil(K / 3)."""
+    ids = ids.long()
+    m, k = ids.shape
+    width = packed_id_width(k)
+    padded = ids.new_zeros(m, width * IDS_PER_VALUE)
+    padded[:, :k] = ids
+    shifts = torch.arange(IDS_PER_VALUE, device=ids.device, dtype=torch.long) * ID_BITS
+    return (padded.view(m, width, IDS_PER_VALUE) << shifts).sum(-1)
+
+
+def unpack_token_ids(packed: torch.Tensor, k: int) -> torch.Tensor:
+    """Inverse of :func:`pack_token_ids`: [M, ceil(K / 3)] int64 → [M, K] int64."""
+    shifts = torch.arange(IDS_PER_VALUE, device=packed.device, dtype=torch.long) * ID_BITS
+    ids = (packed.long().unsqueeze(-1) >> shifts) & ((1 << ID_BITS) - 1)
+    return ids.reshape(packed.shape[0], -1)[:, :k]
+
+
 def select_rows(lengths: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """Flat indices of the tokens of the selected rows of a ragged batch.
 

@@ -6,7 +6,8 @@ verl 0.9.1's FSDP engine calls one function in two ways per micro-batch (``trans
   * as the *loss* ``fn(model_output=..., data=micro_batch, dp_group=...)``: it returns (scalar loss, metrics).
 The non-tensor ``srpo_phase`` in the data says which pass this is:
   ``old``     (actor, π_old forward)  → the sampled-token log-probs of every response token and the student's top-K
-                                        ids on distilled rows, 1 + K outputs;
+                                        ids on distilled rows, three ids per int64 value (layout.pack_token_ids):
+                                        1 + ceil(K / 3) outputs;
   ``teacher`` (teacher engine)        → teacher log-probs at the student's ids (K outputs) and the full-vocabulary
                                         teacher entropy;
   ``update``  (actor, training)       → the sampled-token log-probs of every response token and the per-token
@@ -31,7 +32,7 @@ from srpo_verl.core.diagnostics import topk_mass_gap
 from srpo_verl.core.logprobs import gather_logprobs_with_entropy, topk_token_ids
 from srpo_verl.core.losses import distillation_token_loss, routed_policy_loss
 from srpo_verl.verl_ext.config import SRPOSettings
-from srpo_verl.verl_ext.layout import response_positions, select_rows
+from srpo_verl.verl_ext.layout import ID_BITS, pack_token_ids, response_positions, select_rows
 
 PHASE = "srpo_phase"
 DISTILL_MASK = "srpo_distill_mask"  # [R] per row: 1 on distilled rows
@@ -140,6 +141,10 @@ def update_outputs(settings: SRPOSettings, logits: torch.Tensor, data, positions
     gap = torch.zeros(logp.shape[0], device=logp.device)
     if distilled.numel():
         teacher = data[TEACHER_LOGP].values()[stored].to(logits.device)
+        # bf16 logits (mixed precision) reach the kernels as they are; the divergence's inputs must be fp32
+        if logp.dtype != torch.float32 or teacher.dtype != torch.float32:
+            raise TypeError(f"the divergence needs fp32 log-probs, got student {logp.dtype} and teacher "
+                            f"{teacher.dtype} (logits {logits.dtype})")
         token_div = distillation_token_loss(logp[distilled, 1:], teacher, settings.alpha, settings.add_tail)
         divergence = divergence.index_copy(0, distilled, token_div)
         gap = gap.index_copy(0, distilled, topk_mass_gap(logp[distilled, 1:], teacher))
@@ -158,10 +163,12 @@ def logits_processor(settings: SRPOSettings, student_logits: torch.Tensor, data)
     if phase == "old":
         rows = distilled_rows(data)
         picked = positions[select_rows(response_lens, rows).to(logits.device)]
-        k = settings.topk
-        ids = topk_token_ids(logits, k, chunk_size=chunk, rows=picked)
-        full = _scatter_rows(ids, picked, total)
-        outputs = {topk_output_key(i): full[:, i].unsqueeze(0) for i in range(k)}
+        if logits.shape[-1] > 1 << ID_BITS:
+            raise ValueError(f"vocabulary of {logits.shape[-1]} tokens: the packed top-K ids hold ids below "
+                             f"2^{ID_BITS}")
+        ids = topk_token_ids(logits, settings.topk, chunk_size=chunk, rows=picked)
+        full = _scatter_rows(pack_token_ids(ids), picked, total)
+        outputs = {topk_output_key(i): full[:, i].unsqueeze(0) for i in range(full.shape[-1])}
         with torch.no_grad():
             sampled = sampled_token_ids(data, positions).to(logits.device)
             log_probs, _ = gather_logprobs_with_entropy(logits, sampled, chunk_size=chunk, backend=backend,
@@ -219,9 +226,11 @@ def routed_update_loss(settings: SRPOSettings, actor_config, model_output, data)
     from verl.utils.metric import AggregationType, Metric
     from verl.workers.utils.padding import no_padding_2_padding
 
-    # our processor's log-probs: the worker sets distillation_only, so verl's model_output["log_probs"] is absent
-    log_prob = no_padding_2_padding(model_output[LOG_PROBS], data)
-    divergence = no_padding_2_padding(model_output[DIVERGENCE], data)
+    # our processor's log-probs: the worker sets distillation_only, so verl's model_output["log_probs"] is absent.
+    # One response-frame conversion (a loop over the rows) for all per-token outputs: [b, R, 2 or 3].
+    keys = [LOG_PROBS, DIVERGENCE] + ([MASS_GAP] if MASS_GAP in model_output else [])
+    per_token = no_padding_2_padding(torch.stack([model_output[key].values() for key in keys], dim=-1), data)
+    log_prob, divergence = per_token[..., 0], per_token[..., 1]
     fields = ["response_mask", "old_log_probs", "advantages", DW_WEIGHT]
     if "rollout_is_weights" in data.keys():
         fields.append("rollout_is_weights")
@@ -250,7 +259,7 @@ def routed_update_loss(settings: SRPOSettings, actor_config, model_output, data)
     }
     if MASS_GAP in model_output:
         sdpo_tokens = response_mask & rows.unsqueeze(-1)
-        gap = no_padding_2_padding(model_output[MASS_GAP], data).detach()
+        gap = per_token[..., 2].detach()
         metrics[MASS_GAP_SUM_METRIC] = Metric(value=gap[sdpo_tokens].sum(), aggregation=AggregationType.SUM)
         metrics[SDPO_TOKENS_METRIC] = Metric(value=float(sdpo_tokens.sum()), aggregation=AggregationType.SUM)
     return out.loss, metrics

@@ -38,8 +38,9 @@ from srpo_verl.report.collapse import FormatDropWatch
 from srpo_verl.verl_ext import checkpoint as ckpt
 from srpo_verl.verl_ext import loss as L
 from srpo_verl.verl_ext import registration, sample_log
-from srpo_verl.verl_ext.config import validate_run_config
+from srpo_verl.verl_ext.config import teacher_micro_batch_size, validate_run_config
 from srpo_verl.verl_ext.layout import pack_response_field, route_batch, to_jagged
+from srpo_verl.verl_ext.teacher_batch import TeacherBatch, dispatch_order
 from srpo_verl.verl_ext.worker import WORKER_SETTINGS_KEY, SRPOWorker
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class SRPOTrainer(PPOTrainerSync):
         registration.assert_registered(where="trainer process")
         self.srpo = sample_log.with_dump_dir(validate_run_config(config), config.trainer.default_local_dir)
         self._format_watch = FormatDropWatch(self.srpo.format_drop_warn)
+        self._teacher_micro_batch = teacher_micro_batch_size(config, live=self.srpo.teacher == "live")
         with open_dict(config):
             # verl compares trainer_mode with "sync" in several places (replay buffer, checkpoints): run as sync.
             config.trainer.v1.trainer_mode = "sync"
@@ -129,14 +131,12 @@ class SRPOTrainer(PPOTrainerSync):
         self._route_record = {"rewards": rewards, "is_padding": is_padding}
         return self._put(batch, {L.DISTILL_MASK: mask}), route, response_lens
 
-    def _teacher_rows(self, batch, route) -> tuple[list[int], TensorDict, list[int], int, int]:
-        """The compact teacher batch: teacher prompt + the student's response for each distilled row.
-
-        Returns (distilled batch rows, teacher TensorDict padded to the DP size, teacher prompt lengths, number of
-        truncated prompts, teacher tokens of the real rows)."""
+    def _teacher_rows(self, batch, route) -> TeacherBatch:
+        """The compact teacher batch: teacher prompt + the student's response for each distilled row, balanced over
+        the data-parallel ranks by tokens and padded for static micro-batches (teacher_batch.py)."""
         rows = route.distill.nonzero().flatten().tolist()
         if not rows:
-            return rows, None, [], 0, 0
+            return TeacherBatch(rows, [], None, [], 0, 0)
         data = tq.kv_batch_get(
             keys=batch.keys,
             partition_id=batch.partition_id,
@@ -166,20 +166,18 @@ class SRPOTrainer(PPOTrainerSync):
             prompt_ids.append(torch.tensor(prompt.input_ids, dtype=torch.long))
             truncated += int(prompt.truncated)
 
-        samples = []
-        for i, tp in zip(rows, prompt_ids, strict=True):
-            samples.append((tp, responses[i].long(), response_masks[i], stored_ids[i].long()))
-        # pad to a multiple of the data-parallel size with one-token rows that are discarded
-        dp_size = self._actor_dp_size()
-        eos = self.tokenizer.eos_token_id
-        while len(samples) % dp_size:
-            one = torch.tensor([eos], dtype=torch.long)
-            samples.append((one, one, torch.ones(1, dtype=torch.long), torch.zeros(1, self.srpo.topk, dtype=torch.long)))
+        samples = [(tp, responses[i].long(), response_masks[i], stored_ids[i].long())
+                   for i, tp in zip(rows, prompt_ids, strict=True)]
+        seq_lens = [int(tp.numel() + resp.numel()) for tp, resp, _, _ in samples]
+        slots = dispatch_order(seq_lens, self._actor_dp_size(), self._teacher_micro_batch)
+        eos = torch.tensor([self.tokenizer.eos_token_id], dtype=torch.long)
+        pad = (eos, eos, torch.ones(1, dtype=torch.long), torch.zeros(1, self.srpo.topk, dtype=torch.long))
         fields: dict[str, list] = {
             "prompts": [], "responses": [], "response_mask": [], "input_ids": [], "position_ids": [],
             "attention_mask": [], "loss_mask": [], L.QUERY_IDS: [],
         }
-        for tp, resp, rmask, ids in samples:
+        for slot in slots:
+            tp, resp, rmask, ids = pad if slot is None else samples[slot]
             seq = torch.cat([tp, resp])
             fields["prompts"].append(tp)
             fields["responses"].append(resp)
@@ -191,10 +189,9 @@ class SRPOTrainer(PPOTrainerSync):
             fields[L.QUERY_IDS].append(ids)
         td = TensorDict(
             {k: torch.nested.as_nested_tensor(v, layout=torch.jagged) for k, v in fields.items()},
-            batch_size=len(samples),
+            batch_size=len(slots),
         )
-        teacher_tokens = sum(int(tp.numel() + responses[i].numel()) for i, tp in zip(rows, prompt_ids))
-        return rows, td, [int(tp.numel()) for tp in prompt_ids], truncated, teacher_tokens
+        return TeacherBatch(rows, prompt_ids, td, slots, truncated, sum(seq_lens))
 
     def _actor_dp_size(self) -> int:
         wg = self.actor_rollout_wg
@@ -204,18 +201,20 @@ class SRPOTrainer(PPOTrainerSync):
 
     def _teacher_step(self, batch, route, response_lens: torch.Tensor, metrics: dict):
         k = self.srpo.topk
-        rows, td, prompt_lens, truncated, teacher_tokens = self._teacher_rows(batch, route)
-        self._dump_routes(batch, route, response_lens, dict(zip(rows, prompt_lens)))
+        teacher = self._teacher_rows(batch, route)
+        rows, td = teacher.rows, teacher.data
+        self._dump_routes(batch, route, response_lens, {i: int(p.numel()) for i, p in zip(rows, teacher.prompts)})
         n = len(rows)
         logp_rows, entropy_rows = [], []
         if n:
-            keys = [f"{batch.keys[i]}@teacher" for i in rows]
-            keys += [f"srpo-teacher-pad-{j}@{self.global_steps}" for j in range(td.batch_size[0] - n)]
+            row_keys = [f"{batch.keys[i]}@teacher" for i in rows]
+            keys = [f"srpo-teacher-pad-{j}@{self.global_steps}" if slot is None else row_keys[slot]
+                    for j, slot in enumerate(teacher.slots)]
             tags = [{"seq_len": int(s.numel())} for s in td["input_ids"].unbind()]
             meta = tq.kv_batch_put(keys=keys, partition_id=TEACHER_PARTITION, fields=td, tags=tags)
             meta.extra_info = {"temperature": self.config.actor_rollout_ref.rollout.temperature}
             self.actor_rollout_wg.compute_teacher_topk(meta)
-            out = tq.kv_batch_get(keys=keys[:n], partition_id=TEACHER_PARTITION,
+            out = tq.kv_batch_get(keys=row_keys, partition_id=TEACHER_PARTITION,
                                   select_fields=[L.TEACHER_LOGP, L.TEACHER_ENTROPY])
             tq.kv_clear(keys=keys, partition_id=TEACHER_PARTITION)
             logp_rows = list(out[L.TEACHER_LOGP].unbind())
@@ -240,15 +239,15 @@ class SRPOTrainer(PPOTrainerSync):
             },
         )
         sample_log.log_step_samples(self, batch, route, self._route_record["is_padding"], self._route_record["rewards"],
-                                    rows, list(td["prompts"].unbind())[:n] if n else [], entropy_full, weights, masks)
+                                    rows, teacher.prompts, entropy_full, weights, masks)
         sdpo_weights = weights[mask_cat]
         teacher_mass = torch.cat([row.exp().sum(-1) for row in logp_rows]) if n else torch.zeros(0)
         routed_mask = torch.cat([masks[i].bool() for i in rows]) if n else torch.zeros(0, dtype=torch.bool)
         metrics.update(
             {
-                "srpo/teacher/tokens": teacher_tokens,
+                "srpo/teacher/tokens": teacher.tokens,
                 "srpo/teacher/samples": n,
-                "srpo/teacher/truncated_frac": truncated / n if n else 0.0,
+                "srpo/teacher/truncated_frac": teacher.truncated / n if n else 0.0,
                 "srpo/teacher/entropy_mean": float(entropy_cat[mask_cat].mean()) if mask_cat.any() else 0.0,
                 "srpo/teacher/topk_mass": float(teacher_mass[routed_mask].mean()) if routed_mask.any() else 0.0,
                 "srpo/dw/weight_mean": float(sdpo_weights.mean()) if sdpo_weights.numel() else 1.0,

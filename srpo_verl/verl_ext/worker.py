@@ -29,7 +29,7 @@ from verl.single_controller.base.decorator import Dispatch, make_nd_compute_data
 from verl.trainer.config.config import CheckpointConfig
 from verl.utils import tensordict_utils as tu
 from verl.utils.config import omega_conf_to_dataclass
-from verl.utils.device import get_device_name
+from verl.utils.device import get_device_name, get_torch_device
 from verl.utils.memory_utils import aggressive_empty_cache
 from verl.utils.profiler import DistProfiler
 from verl.workers.config import ActorConfig, HFModelConfig, MtpConfig
@@ -43,7 +43,14 @@ from verl.workers.engine_workers import (
 from srpo_verl.core.ema import ema_update_
 from srpo_verl.verl_ext import loss as srpo_loss_module
 from srpo_verl.verl_ext.config import SRPOSettings
-from srpo_verl.verl_ext.layout import pack_response_field, response_positions, select_rows, to_jagged
+from srpo_verl.verl_ext.layout import (
+    pack_response_field,
+    packed_id_width,
+    response_positions,
+    select_rows,
+    to_jagged,
+    unpack_token_ids,
+)
 from srpo_verl.verl_ext.registration import assert_registered
 from srpo_verl.verl_ext.teacher_layout import derive_teacher_ref
 
@@ -199,7 +206,8 @@ class SRPOWorker(ActorRolloutRefWorker):
         output = self.actor.infer_batch(data)
         if output is None:
             return None
-        ids = _stack_outputs(output, [srpo_loss_module.topk_output_key(i) for i in range(k)])
+        packed = _stack_outputs(output, [srpo_loss_module.topk_output_key(i) for i in range(packed_id_width(k))])
+        ids = unpack_token_ids(packed, k)
         rows = srpo_loss_module.distilled_rows(data)
         output[srpo_loss_module.TOPK_IDS] = _response_frame(ids.to(torch.int32), data, rows)
         output["log_probs"] = output.pop(srpo_loss_module.LOG_PROBS)
@@ -232,9 +240,12 @@ class SRPOWorker(ActorRolloutRefWorker):
         tu.assign_non_tensor(data, compute_loss=True, calculate_entropy=False, **srpo_loss_module.PROCESSOR_FLAGS)
         engine_config = engine.engine_config
         if not engine_config.use_dynamic_bsz:
-            # the compact teacher batch is padded only to the DP size: use the largest micro-batch that divides it
+            # the trainer pads each rank's share to a multiple of the configured size (teacher_batch.py)
             rows, configured = data.batch_size[0], engine_config.infer_micro_batch_size_per_gpu or 1
-            micro = max(d for d in range(1, min(rows, configured) + 1) if rows % d == 0)
+            micro = min(rows, configured)
+            if rows % micro:
+                raise RuntimeError(f"this rank's teacher batch has {rows} rows, not a multiple of the micro-batch "
+                                   f"size {micro}: the SRPO trainer pads it (srpo_verl/verl_ext/teacher_batch.py)")
             tu.assign_non_tensor(data, micro_batch_size_per_gpu=micro)
         tu.assign_non_tensor_data(data, srpo_loss_module.PHASE, "teacher")
         output = engine.infer_batch(data)
@@ -268,6 +279,11 @@ class SRPOWorker(ActorRolloutRefWorker):
             names.append(name)
             teacher.append(_local(teacher_params[name].data))
             actor.append(_local(actor_param.data))
+        # verl offloads the actor with non_blocking copies (fsdp_utils.offload_fsdp2_model_to_cpu): a host read of
+        # its shards before the device drains would see unfinished copies
+        device = get_torch_device()
+        if device.is_available():
+            device.synchronize()
         with torch.no_grad():
             return ema_update_(teacher, actor, rate, names=names, agree=_all_ranks_agree).as_dict()
 

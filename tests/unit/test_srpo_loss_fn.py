@@ -13,7 +13,7 @@ from verl.utils import tensordict_utils as tu
 from srpo_verl.core import distillation_token_loss, routed_policy_loss
 from srpo_verl.verl_ext import loss as L
 from srpo_verl.verl_ext.config import SRPOSettings
-from srpo_verl.verl_ext.layout import pack_response_field
+from srpo_verl.verl_ext.layout import pack_response_field, unpack_token_ids
 
 PROMPT_LENS = [3, 2, 4]
 RESPONSE_LENS = [2, 3, 1]
@@ -76,11 +76,14 @@ def test_old_phase_returns_topk_ids_of_distilled_rows_only(order):
     logits, per_row = packed_logits(order)
     data = micro_batch(order, "old")
     out = L.srpo_loss(SETTINGS, None, data=data, student_logits=logits)
-    assert sorted(out) == sorted([L.topk_output_key(k) for k in range(K)] + [L.LOG_PROBS])
+    # three ids per int64 value: K = 4 ids in two values per token
+    assert sorted(out) == sorted([L.topk_output_key(k) for k in range(2)] + [L.LOG_PROBS])
     # π_old's sampled-token log-probs come from the processor too, for every row (GRPO rows included)
     torch.testing.assert_close(out[L.LOG_PROBS][0], sampled_logprobs_reference(logits, order, data), atol=1e-6,
                                rtol=0)
-    ids = torch.stack([out[L.topk_output_key(k)][0] for k in range(K)], -1)  # [nnz, K]
+    packed = torch.stack([out[L.topk_output_key(k)][0] for k in range(2)], -1)  # [nnz, 2]
+    assert packed.dtype == torch.int64
+    ids = unpack_token_ids(packed, K)  # [nnz, K]
     offset = 0
     for i in order:
         row = ids[offset : offset + PROMPT_LENS[i] + RESPONSE_LENS[i]]
@@ -222,3 +225,38 @@ def test_loss_mode_is_the_core_routed_loss_with_global_counts():
 def test_unknown_phase_is_an_error():
     with pytest.raises(ValueError, match="srpo_phase=None"):
         L.srpo_loss(SETTINGS, None, model_output={}, data=TensorDict({}, batch_size=0))
+
+
+@pytest.mark.parametrize("phase", ["old", "teacher", "update"])
+def test_bf16_logits_give_fp32_outputs_equal_to_fp32_maths_on_the_same_values(phase):
+    """Mixed precision hands the processor bf16 logits: every phase computes in fp32 on those values (the same
+    outputs as fp32 logits holding the bf16-rounded values), and the update's backward returns a bf16 gradient."""
+    order = [0, 1, 2]
+    ids, teacher, extra = stored_fields()
+    extra = {**extra, L.QUERY_IDS: ids} if phase == "teacher" else (extra if phase == "update" else None)
+    logits, _ = packed_logits(order)
+    bf16 = logits.to(torch.bfloat16).requires_grad_(phase == "update")
+    rounded = bf16.detach().float().requires_grad_(phase == "update")
+    out_bf16 = L.srpo_loss(SETTINGS, None, data=micro_batch(order, phase, extra), student_logits=bf16)
+    out_fp32 = L.srpo_loss(SETTINGS, None, data=micro_batch(order, phase, extra), student_logits=rounded)
+    assert sorted(out_bf16) == sorted(out_fp32)
+    for key, value in out_bf16.items():
+        if value.is_floating_point():
+            assert value.dtype == torch.float32, key
+        torch.testing.assert_close(value, out_fp32[key], atol=1e-6, rtol=0)
+    if phase == "update":
+        assert out_bf16[L.DIVERGENCE][0].abs().sum() > 0
+        out_bf16[L.DIVERGENCE][0].sum().add(out_bf16[L.LOG_PROBS][0].sum()).backward()
+        out_fp32[L.DIVERGENCE][0].sum().add(out_fp32[L.LOG_PROBS][0].sum()).backward()
+        assert bf16.grad.dtype == torch.bfloat16
+        torch.testing.assert_close(bf16.grad.float(), rounded.grad.to(torch.bfloat16).float(), atol=1e-2, rtol=0)
+        assert bf16.grad.abs().sum() > 0
+
+
+def test_the_divergence_refuses_log_probs_that_are_not_fp32(monkeypatch):
+    ids, teacher, extra = stored_fields()
+    extra[L.TEACHER_LOGP] = [row.to(torch.bfloat16) for row in extra[L.TEACHER_LOGP]]
+    logits, _ = packed_logits([0, 1, 2])
+    with pytest.raises(TypeError, match="the divergence needs fp32 log-probs, got student torch.float32 and "
+                                        "teacher torch.bfloat16"):
+        L.srpo_loss(SETTINGS, None, data=micro_batch([0, 1, 2], "update", extra), student_logits=logits)

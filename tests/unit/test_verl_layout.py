@@ -1,5 +1,6 @@
 """Layout helpers between verl's packed sequences and the response frame, and batch routing by sample key."""
 
+import pytest
 import torch
 
 from srpo_verl.verl_ext.layout import (
@@ -44,3 +45,19 @@ def test_route_batch_uses_rollout_index_not_balanced_order_and_skips_padding():
     assert route.demo_index.tolist() == [2, 2, 0, -1]
     assert route.distill.tolist() == [False, True, False, False]
     assert metrics["srpo/route/sdpo_frac"] == 1 / 3
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 8, 100])
+def test_token_ids_pack_three_per_int64_and_unpack_exactly(k):
+    from srpo_verl.verl_ext.layout import packed_id_width, pack_token_ids, unpack_token_ids
+
+    gen = torch.Generator().manual_seed(k)
+    ids = torch.randint(0, 1 << 21, (7, k), generator=gen)
+    ids[0] = (1 << 21) - 1  # the largest id, in every column
+    ids[1] = 0
+    packed = pack_token_ids(ids)
+    assert packed.shape == (7, packed_id_width(k)) == (7, -(-k // 3))
+    assert packed.dtype == torch.int64 and bool((packed >= 0).all())
+    assert torch.equal(unpack_token_ids(packed, k), ids)
+    # by hand: ids (1, 2, 3) -> 1 + 2·2^21 + 3·2^42
+    assert pack_token_ids(torch.tensor([[1, 2, 3]])).item() == 1 + (2 << 21) + (3 << 42)
