@@ -41,3 +41,30 @@ def srpo(tiny_assets, tmp_path_factory):
 def sdpo(tiny_assets, tmp_path_factory):
     """SDPO, 1 rank, 1 step on the same seed as ``srpo`` (the same step-1 batch)."""
     return CpuRun(tmp_path_factory.mktemp("sdpo"), *tiny_assets, "srpo.method=sdpo", "trainer.total_training_steps=1")
+
+
+#: Step metrics that must not depend on how the batch is laid out (ranks, micro-batches, packed or padded
+#: sequences, which cross-entropy verl would pick): the step's score, loss parts and gradient norm, its routes, the
+#: teacher's tokens, entropy and top-K mass, the entropy weights and the EMA's change.
+LAYOUT_FREE_METRICS = (
+    "critic/score/mean", "actor/pg_loss", "actor/grad_norm", "srpo/loss/grpo", "srpo/loss/distill",
+    "srpo/route/grpo_frac", "srpo/route/sdpo_frac", "srpo/teacher/tokens", "srpo/teacher/samples",
+    "srpo/teacher/entropy_mean", "srpo/teacher/topk_mass", "srpo/dw/weight_mean", "srpo/dw/weight_min",
+    "srpo/dw/weight_max", "srpo/teacher/ema_max_abs_delta",
+)
+
+
+@pytest.fixture(scope="session")
+def assert_same_step():
+    """check(one, two, step, rel=1e-5, abs=1e-7): both runs sampled the same step (every session's response and
+    reward) and agree on every :data:`LAYOUT_FREE_METRICS` key the first logged. fp32 sums taken in another order
+    (other micro-batches, ranks, attention shapes) differ at ~1e-7 relative: 1e-5 covers that and nothing else."""
+
+    def check(one: CpuRun, two: CpuRun, step: int, rel: float = 1e-5, abs: float = 1e-7) -> None:
+        assert two.samples_by_session(step) == one.samples_by_session(step), f"step {step} sampled other rollouts"
+        compared = [key for key in LAYOUT_FREE_METRICS if key in one.steps[step]]
+        assert "actor/grad_norm" in compared, sorted(one.steps[step])
+        for key in compared:
+            assert two.steps[step][key] == pytest.approx(one.steps[step][key], rel=rel, abs=abs), key
+
+    return check
