@@ -8,10 +8,13 @@ Tolerance: bf16 keeps 8 significant bits (unit roundoff u = 2^-9 ≈ 2e-3 per ro
 the model's layers of products rounded to bf16, so a log-prob carries an error of a few u relative to the logit
 scale, ~1e-2 absolute here; the step's loss parts and gradient norm are means over ~10^3 tokens of such terms, whose
 rounding errors partly cancel, but the PPO ratio exp(log π − log π_old) and the top-K ids (a near-tie can swap a
-stored id) pass them on unaveraged for some tokens. A 5% relative bound on the loss parts, the gradient norm, the
-teacher entropy / top-K mass and the entropy weights is a few times that, while a wrong branch (a bf16 divergence,
-an fp32/bf16 mix-up of the teacher shards, a lost gradient) moves them by far more: the measured deviations are
-recorded in docs/SRPO_ON_VERL.md. The fp32 maths of the divergence on bf16 logits is asserted in the loss itself
+stored id) pass them on unaveraged for some tokens. A 5% relative bound on the loss parts, the gradient norm and
+the teacher's mean entropy and top-K mass is a few times that. The smallest and largest entropy weight are not
+averages but one token's exp(−β·H) over the batch mean: a logit error of u·|l| (~0.03 on this model's logits)
+moves one token's entropy by up to ~0.1 nats, so those two get a 12% bound (exp(0.1) − 1 ≈ 0.105, plus the
+mean's share). A wrong branch (a bf16 divergence, an fp32/bf16 mix-up of the teacher shards, a lost gradient) moves
+these by far more. Measured (2-core CPU): grad norm 1.4%, mean teacher entropy 1.5%, loss parts 0.1-0.3%, top-K
+mass 8e-6, smallest weight 7.2%, largest 0.02% (docs/SRPO_ON_VERL.md). The fp32 maths of the divergence on bf16 logits is asserted in the loss itself
 (srpo_verl/verl_ext/loss.py) and unit-tested (tests/unit/test_srpo_loss_fn.py).
 """
 
@@ -31,9 +34,9 @@ GPU_USER = (
 )
 EXACT = ("critic/score/mean", "srpo/route/grpo_frac", "srpo/route/sdpo_frac", "srpo/teacher/tokens",
          "srpo/teacher/samples")
-BF16_RTOL = 5e-2
-ROUNDED = ("actor/pg_loss", "actor/grad_norm", "srpo/loss/grpo", "srpo/loss/distill", "srpo/teacher/entropy_mean",
-           "srpo/teacher/topk_mass", "srpo/dw/weight_min", "srpo/dw/weight_max")
+ROUNDED = {key: 5e-2 for key in ("actor/pg_loss", "actor/grad_norm", "srpo/loss/grpo", "srpo/loss/distill",
+                                   "srpo/teacher/entropy_mean", "srpo/teacher/topk_mass")}
+ROUNDED.update({"srpo/dw/weight_min": 0.12, "srpo/dw/weight_max": 0.12})
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +55,7 @@ def test_bf16_packed_checkpointed_step_is_the_fp32_step_within_bf16_rounding(srp
         assert bf16[key] == pytest.approx(fp32[key], rel=1e-9), key
     deviations = {key: abs(bf16[key] - fp32[key]) / abs(fp32[key]) for key in ROUNDED}
     print("bf16 vs fp32 relative deviations:", {k: f"{v:.2e}" for k, v in deviations.items()})
-    assert all(v <= BF16_RTOL for v in deviations.values()), deviations
+    assert all(deviations[key] <= bound for key, bound in ROUNDED.items()), deviations
     # the run computed in bf16: its gradient norm is not the fp32 one to the last bits
     assert deviations["actor/grad_norm"] > 1e-6, deviations
     assert bf16["srpo/dw/weight_mean"] == pytest.approx(1.0, rel=1e-5)
