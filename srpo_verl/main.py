@@ -122,10 +122,10 @@ def exit_on_config_error(error: BaseException) -> None:
 
 
 def startup(config: DictConfig) -> None:
-    """Everything before Ray starts: package paths, srpo_verl's checks (srpo_verl.verl_ext.config.startup_checks),
+    """Everything before Ray starts: package paths, srpo_verl's checks (srpo_verl.preflight.startup_checks),
     the plugin registration, verl's device auto-set and verl's own validate_config."""
     try:
-        from srpo_verl.verl_ext.config import startup_checks
+        from srpo_verl.preflight import startup_checks
 
         materialise_package_paths(config)
         settings, notes = startup_checks(config)  # fail before Ray starts, naming the key
@@ -140,7 +140,7 @@ def startup(config: DictConfig) -> None:
         auto_set_device(config)
         validate_config(config=config, use_reference_policy=need_reference_policy(config),
                         use_critic=need_critic(config))
-        from srpo_verl.verl_ext.checkpoint import verify_resume
+        from srpo_verl.preflight.checkpoint import verify_resume
 
         # the checkpoint a resume would load (zip CRCs, finite weights, shapes), refused naming the file if bad
         srpo_trainer = OmegaConf.select(config, "trainer.v1.trainer_mode") == "srpo"

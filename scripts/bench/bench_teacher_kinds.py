@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psutil
 
-from srpo_verl.runs import CpuRun
+from srpo_verl.bench.cpu_run import CpuRun
 
 KINDS = ("ema", "live", "base")
 TIMERS = ("step", "srpo_teacher", "srpo_ema", "update_actor", "old_log_prob", "gen")

@@ -28,7 +28,7 @@ from tensordict import TensorDict
 from verl.utils import tensordict_utils as tu
 
 from srpo_verl.verl_ext import loss as L
-from srpo_verl.verl_ext.config import SRPOSettings
+from srpo_verl.verl_ext.settings import SRPOSettings
 from srpo_verl.verl_ext.teacher_batch import dispatch_order, rank_tokens
 
 PROMPTS, GROUP, MAX_PROMPT, MAX_RESPONSE, MAX_REPROMPT, TEMPLATE = 32, 8, 2048, 8192, 10240, 30

@@ -1,6 +1,6 @@
 """The method names, their routing modes and the routed loss's hyperparameters, free of torch.
 
-The driver's start-up checks (``srpo_verl.verl_ext.config``) read these before anything imports torch, so a bad
+The driver's start-up checks (``srpo_verl.preflight.config``) read these before anything imports torch, so a bad
 ``srpo.*`` value is refused in about a second; ``srpo_verl.core.losses`` defines the loss functions for them.
 """
 

@@ -31,7 +31,7 @@ import torch
 from srpo_verl.core.diagnostics import topk_mass_gap
 from srpo_verl.core.logprobs import gather_logprobs_with_entropy, topk_token_ids
 from srpo_verl.core.losses import distillation_token_loss, routed_policy_loss
-from srpo_verl.verl_ext.config import SRPOSettings
+from srpo_verl.verl_ext.settings import SRPOSettings
 from srpo_verl.verl_ext.layout import ID_BITS, pack_token_ids, response_positions, select_rows
 
 PHASE = "srpo_phase"

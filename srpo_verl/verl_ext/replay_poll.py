@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Any, Callable, Optional
 
 from srpo_verl.import_hooks import after_import, mark_wrapper
+from srpo_verl.verl_ext.settings import config_value
 
 POLL_INTERVAL_KEY = "trainer.v1.sampler.poll_interval_s"
 TRAINER_BASE_MODULE = "verl.trainer.ppo.v1.trainer_base"
@@ -25,9 +26,7 @@ MARKER = "_srpo_poll_interval"
 def poll_interval_from_config(config: Any) -> Optional[float]:
     """The configured poll interval in seconds, or None when unset; raises ValueError naming the key when it is
     not a positive number."""
-    from srpo_verl.verl_ext.config import _get  # here, not at the top: config.py imports this module
-
-    value = _get(config, POLL_INTERVAL_KEY)
+    value = config_value(config, POLL_INTERVAL_KEY)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:

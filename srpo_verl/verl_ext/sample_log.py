@@ -19,11 +19,11 @@ import os
 
 import torch
 
+from srpo_verl.console import PREFIX
 from srpo_verl.core.diagnostics import pick_log_samples, sample_routes, token_summary
 
 #: the folder under trainer.default_local_dir the route dump and the samples go to when route_dump_dir is unset
 DEFAULT_DUMP_SUBDIR = "srpo_dump"
-PREFIX = "[srpo]"
 WANDB_KEY = "srpo/samples"
 WANDB_COLUMNS = ("step", "row", "route", "reward", "prompt", "response", "teacher_prompt", "entropy_mean",
                  "weight_mean", "weight_min", "weight_max")

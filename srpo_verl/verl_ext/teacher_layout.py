@@ -27,6 +27,8 @@ from typing import Any
 
 from omegaconf import DictConfig, open_dict
 
+from srpo_verl.verl_ext.settings import config_value
+
 #: fsdp_config keys the teacher takes from the actor.
 FROM_ACTOR = ("fsdp_size", "wrap_policy", "use_orig_params")
 #: fsdp_config keys fixed for the teacher, with the values accepted for them under ``ref``.
@@ -45,16 +47,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _get(mapping: Mapping[str, Any] | None, key: str, default: Any = None) -> Any:
-    if mapping is None:
-        return default
-    value = mapping.get(key, None)
-    return default if value is None else value
-
-
 def teacher_fsdp_overrides(actor_fsdp: Mapping[str, Any] | None) -> dict[str, Any]:
     """The fsdp_config values the teacher engine is built with on top of ``ref.fsdp_config`` (plain values)."""
-    derived = {key: _plain(_get(actor_fsdp, key, ENGINE_DEFAULTS[key])) for key in FROM_ACTOR}
+    derived = {key: _plain(config_value(actor_fsdp, key, ENGINE_DEFAULTS[key])) for key in FROM_ACTOR}
     return {**derived, **FIXED}
 
 
@@ -63,18 +58,18 @@ def teacher_layout_conflicts(actor_rollout_ref: Mapping[str, Any]) -> list[str]:
 
     actor_rollout_ref: the ``actor_rollout_ref`` node (OmegaConf or dict) with ``actor`` and ``ref``.
     """
-    actor = _get(actor_rollout_ref, "actor", {})
-    ref = _get(actor_rollout_ref, "ref", {})
-    actor_fsdp, ref_fsdp = _get(actor, "fsdp_config", {}), _get(ref, "fsdp_config", {})
+    actor = config_value(actor_rollout_ref, "actor", {})
+    ref = config_value(actor_rollout_ref, "ref", {})
+    actor_fsdp, ref_fsdp = config_value(actor, "fsdp_config", {}), config_value(ref, "fsdp_config", {})
     why = "the EMA teacher is sharded like the actor (srpo_verl/verl_ext/teacher_layout.py)"
     problems = []
-    actor_strategy, ref_strategy = _get(actor, "strategy"), _get(ref, "strategy")
+    actor_strategy, ref_strategy = config_value(actor, "strategy"), config_value(ref, "strategy")
     if ref_strategy is not None and actor_strategy is not None and ref_strategy != actor_strategy:
         problems.append(f"actor_rollout_ref.ref.strategy={ref_strategy!r} differs from actor_rollout_ref.actor."
                         f"strategy={actor_strategy!r}: {why}; leave it unset or equal")
     for key in FROM_ACTOR:
-        ref_value = _plain(_get(ref_fsdp, key, ENGINE_DEFAULTS[key]))
-        actor_value = _plain(_get(actor_fsdp, key, ENGINE_DEFAULTS[key]))
+        ref_value = _plain(config_value(ref_fsdp, key, ENGINE_DEFAULTS[key]))
+        actor_value = _plain(config_value(actor_fsdp, key, ENGINE_DEFAULTS[key]))
         if ref_value != actor_value and ref_value != ENGINE_DEFAULTS[key]:
             problems.append(f"actor_rollout_ref.ref.fsdp_config.{key}={ref_value!r} differs from actor_rollout_ref."
                             f"actor.fsdp_config.{key}={actor_value!r}: {why}; leave it at verl's default or equal")

@@ -34,11 +34,12 @@ from verl.utils.debug import marked_timer
 
 from srpo_verl.core.teacher_prompt import demonstration_texts, select_teacher_context, tokenize_teacher_prompt
 from srpo_verl.core.weights import entropy_weights
-from srpo_verl.report.collapse import FormatDropWatch
-from srpo_verl.verl_ext import checkpoint as ckpt
+from srpo_verl.console import PREFIX
+from srpo_verl.core.format_watch import FormatDropWatch
+from srpo_verl.preflight import checkpoint as ckpt
 from srpo_verl.verl_ext import loss as L
 from srpo_verl.verl_ext import registration, sample_log
-from srpo_verl.verl_ext.config import teacher_micro_batch_size, validate_run_config
+from srpo_verl.preflight.config import teacher_micro_batch_size, validate_run_config
 from srpo_verl.verl_ext.layout import pack_response_field, route_batch, to_jagged
 from srpo_verl.verl_ext.teacher_batch import TeacherBatch, dispatch_order
 from srpo_verl.verl_ext.worker import WORKER_SETTINGS_KEY, SRPOWorker
@@ -296,7 +297,7 @@ class SRPOTrainer(PPOTrainerSync):
         stop the run: they cannot recover, and every later checkpoint would hold them."""
         bad = nonfinite_update_metrics(metrics)
         if bad:
-            print(f"{ckpt.PREFIX} step {self.global_steps}: {', '.join(bad)}: EMA teacher update skipped", flush=True)
+            print(f"{PREFIX} step {self.global_steps}: {', '.join(bad)}: EMA teacher update skipped", flush=True)
             return False
         per_rank = self.actor_rollout_wg.ema_update_teacher(self.srpo.ema_rate)  # worker.ema_update_teacher
         bad_ranks = [rank for rank, r in enumerate(per_rank) if not r["actor_finite"]]

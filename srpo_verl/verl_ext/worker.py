@@ -42,7 +42,7 @@ from verl.workers.engine_workers import (
 
 from srpo_verl.core.ema import ema_update_
 from srpo_verl.verl_ext import loss as srpo_loss_module
-from srpo_verl.verl_ext.config import SRPOSettings
+from srpo_verl.verl_ext.settings import SRPOSettings
 from srpo_verl.verl_ext.layout import (
     pack_response_field,
     packed_id_width,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from srpo_verl.runs import CpuRun
+from srpo_verl.bench.cpu_run import CpuRun
 
 
 @pytest.fixture(scope="session")

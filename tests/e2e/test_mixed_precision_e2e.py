@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import pytest
 
-from srpo_verl.runs import CpuRun
+from srpo_verl.bench.cpu_run import CpuRun
 
 pytestmark = pytest.mark.e2e
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from srpo_verl.runs import CpuRun
+from srpo_verl.bench.cpu_run import CpuRun
 
 pytestmark = pytest.mark.e2e
 

@@ -18,7 +18,7 @@ import pytest
 
 from srpo_verl.jsonl import load_jsonl
 from srpo_verl.report.collapse import DROP_METRIC, WARN_METRIC
-from srpo_verl.runs import CpuRun
+from srpo_verl.bench.cpu_run import CpuRun
 
 pytestmark = pytest.mark.e2e
 

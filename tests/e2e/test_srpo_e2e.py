@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from srpo_verl import runs
-from srpo_verl.runs import CpuRun
+from srpo_verl.bench.cpu_run import CpuRun
 from srpo_verl.verl_ext.layout import route_batch
 
 pytestmark = pytest.mark.e2e

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import pytest
 
-from srpo_verl.runs import CpuRun
-from srpo_verl.verl_ext import checkpoint as ckpt
+from srpo_verl.bench.cpu_run import CpuRun
+from srpo_verl.preflight import checkpoint as ckpt
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

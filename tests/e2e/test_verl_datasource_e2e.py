@@ -15,7 +15,7 @@ import re
 import pandas as pd
 import pytest
 
-from srpo_verl.runs import CpuRun
+from srpo_verl.bench.cpu_run import CpuRun
 
 pytestmark = pytest.mark.e2e
 

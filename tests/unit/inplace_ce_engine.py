@@ -126,7 +126,7 @@ def update_gradient(backend: str, standin, flags: dict, remove_padding: bool, te
     from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead
 
     from srpo_verl.verl_ext import loss as L
-    from srpo_verl.verl_ext.config import SRPOSettings
+    from srpo_verl.verl_ext.settings import SRPOSettings
 
     settings = SRPOSettings(topk=TOPK, logits_chunk_size=4, logits_backend=backend)
     loss_fn = partial(L.srpo_loss, settings, actor_config())

@@ -1,4 +1,4 @@
-"""srpo_verl.verl_ext.checkpoint on small fabricated checkpoints laid out like verl 0.9.1's FSDP ones."""
+"""srpo_verl.preflight.checkpoint on small fabricated checkpoints laid out like verl 0.9.1's FSDP ones."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from srpo_verl.verl_ext import checkpoint as C
+from srpo_verl.preflight import checkpoint as C
 
 SHAPES = {"embed.weight": (8, 4), "layer.weight": (4, 4), "layer.bias": (4,)}
 LAYOUT = C.CheckpointLayout(world_size=1, teacher=True)

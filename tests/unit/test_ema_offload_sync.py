@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from srpo_verl.verl_ext import worker as worker_module
-from srpo_verl.verl_ext.config import SRPOSettings
+from srpo_verl.verl_ext.settings import SRPOSettings
 from srpo_verl.verl_ext.worker import SRPOWorker
 
 

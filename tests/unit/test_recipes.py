@@ -281,10 +281,10 @@ def test_recipe_resolves_to_paper_values(recipe, recorder, tmp_path, compose_rec
 
 
 def test_project_validator_accepts_every_recipe(recorder, tmp_path, compose_recipe):
-    """srpo_verl.verl_ext.config.validate_run_config (what srpo_verl.main runs before Ray) accepts each recipe."""
+    """srpo_verl.preflight.config.validate_run_config (what srpo_verl.main runs before Ray) accepts each recipe."""
     import warnings
 
-    from srpo_verl.verl_ext.config import validate_run_config
+    from srpo_verl.preflight.config import validate_run_config
 
     for recipe in RECIPES:
         config = compose_recipe(hydra_overrides(recorded_argv(run_recipe(recipe, recorder, tmp_path))))

@@ -133,7 +133,8 @@ def test_a_users_own_reward_function_keeps_srpo_routing(tmp_path):
     range, and the same threshold separates verl's -1/+1."""
     import torch
 
-    from srpo_verl.verl_ext.config import GENERIC_REWARD_RANGE, SRPOSettings, reward_range
+    from srpo_verl.preflight.config import GENERIC_REWARD_RANGE, reward_range
+    from srpo_verl.verl_ext.settings import SRPOSettings
     from srpo_verl.verl_ext.layout import route_batch
 
     own = tmp_path / "my_reward.py"

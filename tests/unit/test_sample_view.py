@@ -8,7 +8,7 @@ import torch
 
 from srpo_verl.core.diagnostics import pick_log_samples, sample_routes, token_summary, topk_mass_gap
 from srpo_verl.verl_ext import sample_log as S
-from srpo_verl.verl_ext.config import RunConfigError, SRPOSettings
+from srpo_verl.verl_ext.settings import RunConfigError, SRPOSettings
 
 
 def test_routes_and_round_robin_pick_are_deterministic_and_skip_padding():

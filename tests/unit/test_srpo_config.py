@@ -7,7 +7,8 @@ import warnings
 import pytest
 import yaml
 
-from srpo_verl.verl_ext.config import RunConfigError, SRPOSettings, validate_run_config
+from srpo_verl.preflight.config import validate_run_config
+from srpo_verl.verl_ext.settings import RunConfigError, SRPOSettings
 
 
 def run_config(**overrides):
@@ -15,7 +16,7 @@ def run_config(**overrides):
         "srpo": {"method": "srpo"},
         "algorithm": {"adv_estimator": "grpo", "use_kl_in_reward": False},
         "data": {"train_batch_size": 32},
-        "actor_rollout_ref": {"actor": {"ppo_mini_batch_size": 32, "ppo_epochs": 1, "use_kl_loss": False,
+        "actor_rollout_ref": {"actor": {"strategy": "fsdp2", "ppo_mini_batch_size": 32, "ppo_epochs": 1, "use_kl_loss": False,
                                         "entropy_coeff": 0},
                               "model": {}, "rollout": {"name": "vllm", "n": 8, "temperature": 1.0}},
         "trainer": {"v1": {"trainer_mode": "srpo"}},

@@ -12,7 +12,7 @@ from verl.utils import tensordict_utils as tu
 
 from srpo_verl.core import distillation_token_loss, routed_policy_loss
 from srpo_verl.verl_ext import loss as L
-from srpo_verl.verl_ext.config import SRPOSettings
+from srpo_verl.verl_ext.settings import SRPOSettings
 from srpo_verl.verl_ext.layout import pack_response_field, unpack_token_ids
 
 PROMPT_LENS = [3, 2, 4]

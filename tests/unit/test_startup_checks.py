@@ -1,4 +1,4 @@
-"""Driver start-up checks (srpo_verl.verl_ext.config.startup_checks) on real Hydra compositions of the shipped
+"""Driver start-up checks (srpo_verl.preflight.startup_checks) on real Hydra compositions of the shipped
 configs: every case of issues 12 §1 and 11 §2/§4 is refused with one line naming the key, and every shipped config
 passes. Compositions are made once per config and the overrides applied with Hydra's own override code (as
 tests/unit/test_recipes.py does), so each case costs milliseconds."""
@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from srpo_verl.verl_ext.config import RunConfigError, check_run_inputs, startup_checks, validate_run_config
+from srpo_verl.preflight.inputs import check_run_inputs
+from srpo_verl.preflight import startup_checks
+from srpo_verl.preflight.config import validate_run_config
+from srpo_verl.verl_ext.settings import RunConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "srpo_verl" / "config"
@@ -323,7 +326,7 @@ def test_input_checks_can_be_skipped_on_a_driver_without_the_files(compose, monk
 
 def test_the_start_up_checks_do_not_import_torch():
     """A refused config costs the driver ~1 s of imports, not torch's ~5 s (srpo_verl.core.methods is torch-free)."""
-    probe = ("import sys, srpo_verl.verl_ext.config, srpo_verl.core.methods, srpo_verl.core.teacher_prompt; "
+    probe = ("import sys, srpo_verl.preflight.config, srpo_verl.core.methods, srpo_verl.core.teacher_prompt; "
              "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -14,7 +14,8 @@ from omegaconf import OmegaConf
 from verl.utils.checkpoint.checkpoint_manager import BaseCheckpointManager
 from verl.utils.checkpoint.fsdp_checkpoint_manager import FSDPCheckpointManager
 
-from srpo_verl.verl_ext.config import SRPOSettings, validate_run_config
+from srpo_verl.preflight.config import validate_run_config
+from srpo_verl.verl_ext.settings import SRPOSettings
 from srpo_verl.verl_ext.trainer import SRPOTrainer, actor_checkpoints_to_keep
 
 
@@ -98,7 +99,7 @@ def _run_config(**trainer):
         "srpo": {"method": "srpo"},
         "algorithm": {"adv_estimator": "grpo", "use_kl_in_reward": False},
         "data": {"train_batch_size": 32},
-        "actor_rollout_ref": {"actor": {"ppo_mini_batch_size": 32, "ppo_epochs": 1, "use_kl_loss": False,
+        "actor_rollout_ref": {"actor": {"strategy": "fsdp2", "ppo_mini_batch_size": 32, "ppo_epochs": 1, "use_kl_loss": False,
                                         "entropy_coeff": 0},
                               "model": {}, "rollout": {"name": "vllm", "n": 8, "temperature": 1.0}},
         "trainer": {"v1": {"trainer_mode": "srpo"}, **trainer},

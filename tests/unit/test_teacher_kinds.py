@@ -27,9 +27,10 @@ from omegaconf import OmegaConf
 from tensordict import TensorDict
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
-from srpo_verl.verl_ext import checkpoint as ckpt
+from srpo_verl.preflight import checkpoint as ckpt
 from srpo_verl.verl_ext import loss as L
-from srpo_verl.verl_ext.config import RunConfigError, SRPOSettings, validate_run_config
+from srpo_verl.preflight.config import validate_run_config
+from srpo_verl.verl_ext.settings import RunConfigError, SRPOSettings
 from srpo_verl.verl_ext.layout import to_jagged
 from srpo_verl.verl_ext.trainer import SRPOTrainer
 from srpo_verl.verl_ext.worker import SRPOWorker

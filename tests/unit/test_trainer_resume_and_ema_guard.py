@@ -15,8 +15,8 @@ import verl.trainer.ppo.v1.trainer_sync  # noqa: F401  (the SRPO trainer module 
 from omegaconf import OmegaConf
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
-from srpo_verl.verl_ext import checkpoint as ckpt
-from srpo_verl.verl_ext.config import SRPOSettings
+from srpo_verl.preflight import checkpoint as ckpt
+from srpo_verl.verl_ext.settings import SRPOSettings
 from srpo_verl.verl_ext.trainer import SRPOTrainer, nonfinite_update_metrics
 
 

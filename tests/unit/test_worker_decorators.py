@@ -10,7 +10,7 @@ from tensordict import TensorDict
 from verl.utils import tensordict_utils as tu
 from verl.workers.engine_workers import ActorRolloutRefWorker
 
-from srpo_verl.verl_ext.config import SRPOSettings
+from srpo_verl.verl_ext.settings import SRPOSettings
 from srpo_verl.verl_ext.worker import SRPOWorker
 
 

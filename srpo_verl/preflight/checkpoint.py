@@ -33,11 +33,12 @@ from typing import Callable, Mapping
 
 import torch
 
+from srpo_verl.console import PREFIX
+
 TRACKER_FILE = "latest_checkpointed_iteration.txt"
 STEP_PREFIX = "global_step_"
 #: verl's `checkpoint.load_contents` names → shard file prefixes (verl.utils.checkpoint.fsdp_checkpoint_manager)
 SHARD_PREFIX = {"model": "model", "optimizer": "optim", "extra": "extra_state"}
-PREFIX = "[srpo]"
 _SHARD_RE = re.compile(r"^(model|optim|extra_state)_world_size_(\d+)_rank_(\d+)\.pt$")
 
 
