@@ -4,11 +4,11 @@
 # The caller sets, before sourcing:
 #   METHOD          srpo.method: grpo | sdpo | srpo | srpo_no_dw | adv_mix | sdpo_incorrect_only | sdpo_correct_only
 #   MODEL_TAG       folder name for runs/checkpoints (qwen3_8b, qwen3_4b)
-#   MODEL_PATH, LR, MINI_BATCH, LOSS_AGG_MODE   (the per-method hyperparameters, spec §2 Table 3)
+#   MODEL_PATH, LR, MINI_BATCH, LOSS_AGG_MODE   (the per-method hyperparameters, SRPO_SPEC §2 Table 3)
 # and then calls:  srpo_paper_run "$@"   (trailing arguments are Hydra overrides and win over everything here).
 #
 # Every knob below is VAR=${VAR:-default}; export it or prefix the command to change it. The values are the paper's
-# (SRPO Table 3 / spec §2 and §7) unless marked as a hardware/launch choice.
+# (SRPO Table 3 / SRPO_SPEC §2 and §7) unless marked as a hardware/launch choice.
 
 # ---- what to run ------------------------------------------------------------------------------------------------
 TASK=${TASK:-chemistry}                      # chemistry | physics | biology | material | tooluse | math

@@ -1,8 +1,12 @@
-"""Group-relative advantages (spec §1.3, §7.10).
+"""Group-relative advantages (SRPO_SPEC §1.3, §7.10).
 
 A_i = r_i − mean_g(r), optionally divided by (std_g(r) + eps), over the *whole* group of G rollouts, including
 those routed to self-distillation. This reproduces verl's ``compute_grpo_outcome_advantage`` exactly: unbiased std
 (N−1), and a group of one sample has mean 0 and std 1 (so its advantage is its reward).
+
+Training uses verl's own function; this one is the executable statement of the formula that
+tests/unit/test_advantages.py holds verl's to (a verl upgrade that changes it fails there) and that the loss tests
+build their advantages with.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Top-K distillation distributions and the generalised Jensen-Shannon divergence (spec §1.4, §5.3).
+"""Top-K distillation distributions and the generalised Jensen-Shannon divergence (SRPO_SPEC §1.4, §5.3).
 
 The student's top-K tokens (K = 100) plus one tail bucket holding the remaining probability mass form a (K+1)-way
 distribution on both sides; the teacher's log-probs are gathered at the student's ids (SDPO App. A.3, Eq. 11).
@@ -19,7 +19,7 @@ def log1mexp(x: torch.Tensor) -> torch.Tensor:
 
 
 def add_tail_bucket(topk_logp: torch.Tensor, max_log_mass: float = -1e-7) -> torch.Tensor:
-    """Append the tail bucket log(1 − Σ_k p_k) to top-K log-probs (spec §5.3).
+    """Append the tail bucket log(1 − Σ_k p_k) to top-K log-probs (SRPO_SPEC §5.3).
 
     Args:
         topk_logp: [..., K] log-probs under the full softmax (not renormalised).
@@ -41,7 +41,7 @@ def _kl_from_logs(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
 
 
 def distill_divergence(student_logp: torch.Tensor, teacher_logp: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:
-    """Per-token divergence between student S and teacher T over the last dim (spec §5.3).
+    """Per-token divergence between student S and teacher T over the last dim (SRPO_SPEC §5.3).
 
     α = 0: KL(T‖S) (forward). α = 1: KL(S‖T) (reverse). Otherwise the generalised JSD
     (1−α)·KL(S‖M) + α·KL(T‖M) with M = (1−α)·S + α·T, computed in log space.

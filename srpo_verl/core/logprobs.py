@@ -1,4 +1,4 @@
-"""Memory-bounded log-probs and full-vocabulary entropy from logits (spec §1.4, §5.3, §7.22).
+"""Memory-bounded log-probs and full-vocabulary entropy from logits (SRPO_SPEC §1.4, §5.3, §7.22).
 
 Both functions work chunk by chunk over the token rows with fp32 maths and hold at most one fp32 [chunk, V] scratch
 buffer at a time (two in a backward that also needs the entropy's gradient), so no fp32 [N, V] tensor exists on top

@@ -1,4 +1,4 @@
-"""Fused Triton kernels for the log-partition and full-vocabulary entropy of logits rows (spec §5.3, §7.22).
+"""Fused Triton kernels for the log-partition and full-vocabulary entropy of logits rows (SRPO_SPEC §5.3, §7.22).
 
 The same maths as :mod:`srpo_verl.core.logprobs`, in one read of each row instead of chunked fp32 copies:
 

@@ -1,4 +1,4 @@
-"""Per-token losses of the three methods and their exact batch aggregation (spec §1.3–§1.7, §5.3, §7.21–§7.26).
+"""Per-token losses of the three methods and their exact batch aggregation (SRPO_SPEC §1.3–§1.7, §5.3, §7.21–§7.26).
 
 Every per-token loss here is un-aggregated ([B, T]); :func:`aggregate_token_loss` turns it into a scalar with a
 *given* global denominator, so that summing the micro-batch losses of one update batch (across gradient accumulation
@@ -14,7 +14,7 @@ method                      GRPO branch weight             distillation branch w
 grpo                        1                              0
 srpo, srpo_no_dw            1 − z (z: routed to SDPO)      z (× entropy weight in ``srpo`` only, §1.4)
 sdpo, sdpo_incorrect_only,  0 (non-distilled rows get      z (the SDPO baseline distils every sample with a
-sdpo_correct_only           zero loss, spec §5.2 step 5)   demo; the ablations restrict z, Fig. 1(b))
+sdpo_correct_only           zero loss, SRPO_SPEC §5.2 step 5)   demo; the ablations restrict z, Fig. 1(b))
 adv_mix                     λ                              (1 − λ)·z (§1.7, no routing: z = has a demo)
 ==========================  =============================  ====================================================
 
@@ -42,7 +42,7 @@ from srpo_verl.core.methods import (  # noqa: F401  (re-exported: the names the 
 
 
 def is_clip_weights(log_prob: torch.Tensor, old_log_prob: torch.Tensor, clip: float | None) -> torch.Tensor:
-    """Detached per-token importance weight min(exp(log π_θ − log π_old), clip) (spec §5.3); ones when clip is None.
+    """Detached per-token importance weight min(exp(log π_θ − log π_old), clip) (SRPO_SPEC §5.3); ones when clip is None.
 
     Shapes: [B, T] → [B, T].
     """
@@ -60,7 +60,7 @@ def grpo_clipped_surrogate(
     clip_ratio_high: float = 0.28,
     clip_ratio_c: float = 3.0,
 ) -> torch.Tensor:
-    """Per-token PPO/GRPO clipped surrogate with asymmetric (DAPO) and dual clipping (spec §1.3, §7.11).
+    """Per-token PPO/GRPO clipped surrogate with asymmetric (DAPO) and dual clipping (SRPO_SPEC §1.3, §7.11).
 
     ℓ = −min(ρ·A, clip(ρ, 1−ε_low, 1+ε_high)·A), and for A < 0 additionally capped at −c·A (dual clip); ρ is the
     token ratio π_θ/π_old with the log-ratio clamped to ±20, as in verl's ``compute_policy_loss_vanilla``.
@@ -110,7 +110,7 @@ def distillation_token_loss(
     alpha: float = 0.5,
     add_tail: bool = True,
 ) -> torch.Tensor:
-    """Per-token top-K distillation divergence ℓ^SDPO (spec §5.3), teacher detached.
+    """Per-token top-K distillation divergence ℓ^SDPO (SRPO_SPEC §5.3), teacher detached.
 
     Args:
         student_topk_logp: [B, T, K] student log-probs at its top-K ids (with gradient).
@@ -144,7 +144,7 @@ def routed_token_loss(
     rollout_is_weights: torch.Tensor | None = None,
     divergence: torch.Tensor | None = None,
 ) -> RoutedTokenLoss:
-    """The per-token SRPO/SDPO/GRPO loss before aggregation (spec §7.21–§7.22).
+    """The per-token SRPO/SDPO/GRPO loss before aggregation (SRPO_SPEC §7.21–§7.22).
 
     Args:
         config: method and hyperparameters.
@@ -156,9 +156,10 @@ def routed_token_loss(
         entropy_weights: [B, T] normalised dynamic weights (:func:`srpo_verl.core.entropy_weights`) applied to the
             distillation tokens; pass them only for ``srpo``.
         rollout_is_weights: [B, T] verl's rollout-correction weights min(π_old/π_rollout, ρ), detached; they
-            multiply both branches (spec §7.9).
+            multiply both branches (SRPO_SPEC §7.9).
         divergence: [B, T] the per-token :func:`distillation_token_loss`, when it was already computed (the verl
-            integration computes it inside the engine's logits pass); replaces the two top-K arguments.
+            integration computes it inside the engine's logits pass); replaces the two top-K arguments, which the
+            parity tests against the official SDPO code use (the equation on top-K log-probs, as that code has it).
 
     Returns:
         :class:`RoutedTokenLoss` with the branch-weighted GRPO and distillation parts.
@@ -198,7 +199,7 @@ def aggregate_token_loss(
     global_seq_count: torch.Tensor | float | None = None,
     dp_size: int = 1,
 ) -> torch.Tensor:
-    """Aggregate a [B, T] per-token loss of one micro-batch with a global denominator (spec §1.5, §7.23).
+    """Aggregate a [B, T] per-token loss of one micro-batch with a global denominator (SRPO_SPEC §1.5, §7.23).
 
     token-mean: Σ loss·mask / N_tokens, N_tokens the valid tokens of the whole update batch.
     token-sum: Σ loss·mask.
@@ -257,7 +258,7 @@ def routed_policy_loss(
     dp_size: int = 1,
     divergence: torch.Tensor | None = None,
 ) -> RoutedLoss:
-    """L_final of one micro-batch (spec §1.5): :func:`routed_token_loss` aggregated by :func:`aggregate_token_loss`.
+    """L_final of one micro-batch (SRPO_SPEC §1.5): :func:`routed_token_loss` aggregated by :func:`aggregate_token_loss`.
 
     ``response_mask`` is [B, T] (valid response tokens). Returns the loss and its GRPO/distillation parts, each
     normalised by the same global denominator so that they add up to the loss.

@@ -32,7 +32,7 @@ LOSS_AGG_MODES = ("token-mean", "token-sum", "seq-mean-token-mean", "seq-mean-to
 
 @dataclass(frozen=True)
 class RoutedLossConfig:
-    """Hyperparameters of the routed loss (defaults: the paper's Table 3 / spec §7)."""
+    """Hyperparameters of the routed loss (defaults: the paper's Table 3 / SRPO_SPEC §7)."""
 
     method: str = "srpo"
     alpha: float = 0.5  # generalised JSD; 0 = KL(T‖S), 1 = KL(S‖T)

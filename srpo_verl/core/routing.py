@@ -1,8 +1,8 @@
-"""Sample routing: which rollouts are self-distilled (SDPO) and which go through GRPO (spec §1.2, §5.2, §7.19).
+"""Sample routing: which rollouts are self-distilled (SDPO) and which go through GRPO (SRPO_SPEC §1.2, §5.2, §7.19).
 
 A rollout is *correct* when its reward is at least the threshold (0.5 in the paper, App. B.5). Its demonstration is
 the first correct rollout of the same group, in the order given, other than itself: the SDPO code's
-``solution_idxs[0]`` with ``dont_reprompt_on_self_success`` (spec §5.2), which the paper's Table 6 example follows.
+``solution_idxs[0]`` with ``dont_reprompt_on_self_success`` (SRPO_SPEC §5.2), which the paper's Table 6 example follows.
 Callers pass samples in rollout-index order (verl's batch balancing reorders batches; see ``srpo_verl`` trainer).
 """
 
@@ -70,14 +70,14 @@ def route_samples(
     mode: str = "srpo",
     feedback_available: torch.Tensor | None = None,
 ) -> RouteResult:
-    """Route each rollout to self-distillation or GRPO (spec §1.2 routing equation and Table 7).
+    """Route each rollout to self-distillation or GRPO (SRPO_SPEC §1.2 routing equation and Table 7).
 
     Args:
         rewards: float[B] sequence rewards, samples in rollout-index order within each group.
         group_ids: B ids (str/int/tensor); samples with equal ids are siblings (rollouts of one prompt).
         threshold: a sample is correct when ``reward >= threshold``.
         mode: ``srpo``: failed samples with a teacher (z^SDPO = (1−c)·m).
-            ``sdpo``: every sample with a teacher, correct ones included (the SDPO baseline, spec §5.2 step 5).
+            ``sdpo``: every sample with a teacher, correct ones included (the SDPO baseline, SRPO_SPEC §5.2 step 5).
             ``sdpo_incorrect_only`` / ``sdpo_correct_only``: the Fig. 1(b) ablations. ``grpo``: nobody.
         feedback_available: optional bool[B]; environment feedback counts as teacher information (off in the paper).
 
@@ -119,7 +119,7 @@ def route_samples(
 
 
 def route_metrics(route: RouteResult) -> dict[str, float]:
-    """Fractions of the batch logged under ``srpo/route/*`` (spec §7.27, Fig. 5).
+    """Fractions of the batch logged under ``srpo/route/*`` (SRPO_SPEC §7.27, Fig. 5).
 
     grpo_frac: not distilled. sdpo_frac: distilled. no_demo_frac: failed with no teacher information (the GRPO
     fallback of Table 7's last row).

@@ -1,4 +1,4 @@
-"""Teacher prompts for self-distillation (spec §1.4 teacher prompt, §5.1 templates, §5.2 construction).
+"""Teacher prompts for self-distillation (SRPO_SPEC §1.4 teacher prompt, §5.1 templates, §5.2 construction).
 
 The self-teacher re-scores the student's failed response under a prompt that also shows a correct sibling's answer
 (and, when enabled, environment feedback). The templates are the SDPO code's, character for character; SRPO uses them
@@ -77,7 +77,7 @@ def select_teacher_context(
     include_feedback: bool = False,
     feedback_only_without_solution: bool = True,
 ) -> tuple[str | None, str | None]:
-    """Which of (solution, feedback) the teacher sees (spec §5.1 knobs): feedback only when enabled, non-empty,
+    """Which of (solution, feedback) the teacher sees (SRPO_SPEC §5.1 knobs): feedback only when enabled, non-empty,
     and, by default, only when there is no solution."""
     use_feedback = include_feedback and bool(feedback) and not (feedback_only_without_solution and solution)
     return solution, (feedback if use_feedback else None)

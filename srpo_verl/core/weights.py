@@ -1,4 +1,4 @@
-"""Entropy-aware dynamic weights for SDPO tokens (spec §1.4 "Entropy weighting", §7.22).
+"""Entropy-aware dynamic weights for SDPO tokens (SRPO_SPEC §1.4 "Entropy weighting", §7.22).
 
     w̃_{i,t} = exp(−β·H_{i,t}),    w_{i,t} = w̃_{i,t} / mean_{(j,s) ∈ Ω_sdpo} w̃_{j,s}
 

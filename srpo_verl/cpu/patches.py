@@ -6,7 +6,7 @@ plugin cheap (verl imports the FSDP engine only in the worker processes that nee
 in which verl imports its modules (engine_workers binds `initialize_global_process_group_ray` by name at import
 time, so patching only `verl.utils.distributed` after engine_workers was imported would silently do nothing).
 
-verl touch-points (private APIs, re-check on every verl upgrade; CPU_BACKEND_NOTES §4.2 rows 3-5 and 12):
+verl touch-points (private APIs, re-check on every verl upgrade; docs/CPU_BACKEND.md):
   - `verl.utils.distributed.initialize_global_process_group_ray` default backend "cpu:gloo,<device>:<nccl>";
   - `EngineRegistry` entries of the FSDP engines, registered for cuda/npu only;
   - `CPUOffloadPolicy(pin_memory=True)` of the forward-only (ref) FSDP2 engine; pinning needs an accelerator.
@@ -17,7 +17,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Callable
 
-from srpo_verl.import_hooks import after_import, applied_hooks
+from srpo_verl.import_hooks import after_import, applied_hooks, mark_wrapper
 
 
 def applied_patches() -> list[str]:
@@ -30,6 +30,8 @@ def applied_patches() -> list[str]:
 # --------------------------------------------------------------------------------------------------------------
 
 CPU_PROCESS_GROUP_BACKEND = "gloo"
+#: attribute that tags srpo_verl's CPU wrappers (a second patch sees it and leaves the wrapper alone)
+MARKER = "_srpo_verl_cpu"
 
 
 def _wrap_process_group_init(original: Callable) -> Callable:
@@ -38,15 +40,13 @@ def _wrap_process_group_init(original: Callable) -> Callable:
     verl builds "cpu:gloo,{device}:{backend}", which on the CPU platform is "cpu:gloo,cpu:gloo" and torch rejects it
     ("Duplicate device type cpu"). An explicit `backend=` argument is passed through untouched.
     """
-    if getattr(original, "_srpo_verl_cpu", False):
+    if getattr(original, MARKER, False):
         return original
 
     def initialize_global_process_group_ray(timeout_second=None, backend=None):
         return original(timeout_second=timeout_second, backend=backend or CPU_PROCESS_GROUP_BACKEND)
 
-    initialize_global_process_group_ray._srpo_verl_cpu = True
-    initialize_global_process_group_ray.__wrapped__ = original
-    return initialize_global_process_group_ray
+    return mark_wrapper(initialize_global_process_group_ray, original, MARKER)
 
 
 def patch_process_group_backend(module: ModuleType) -> None:
@@ -74,15 +74,13 @@ def register_fsdp_engines_for_cpu(module: ModuleType) -> None:
 
 def _unpinned_offload_policy(policy_cls: type) -> Callable:
     """A `CPUOffloadPolicy` factory that ignores `pin_memory=True` (pinning needs an accelerator)."""
-    if getattr(policy_cls, "_srpo_verl_cpu", False):
+    if getattr(policy_cls, MARKER, False):
         return policy_cls
 
     def CPUOffloadPolicy(*args, pin_memory: bool = True, **kwargs):  # noqa: N802 (stands in for the class)
         return policy_cls(*args, pin_memory=False, **kwargs)
 
-    CPUOffloadPolicy._srpo_verl_cpu = True
-    CPUOffloadPolicy.__wrapped__ = policy_cls
-    return CPUOffloadPolicy
+    return mark_wrapper(CPUOffloadPolicy, policy_cls, MARKER)
 
 
 def patch_offload_policy_pinning(module: ModuleType) -> None:

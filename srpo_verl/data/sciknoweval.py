@@ -1,4 +1,4 @@
-"""SciKnowEval level-3 multiple-choice tasks: Chemistry, Physics, Biology, Materials (spec §2, §5.4).
+"""SciKnowEval level-3 multiple-choice tasks: Chemistry, Physics, Biology, Materials (SRPO_SPEC §2, §5.4).
 
 Two sources, one row format (the SDPO split format: `idx`, `prompt`, `system`, `answer`, `description`, ...):
 - local: the SDPO repo's `sciknoweval/<task>/{train,test}.json`, used verbatim. The `system` text (with a newline at

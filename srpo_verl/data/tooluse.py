@@ -1,4 +1,4 @@
-"""ToolAlpaca tool-use task (spec §2, §5.4): 4,046 train / 68 test rows of the SDPO repo's `tooluse/` splits.
+"""ToolAlpaca tool-use task (SRPO_SPEC §2, §5.4): 4,046 train / 68 test rows of the SDPO repo's `tooluse/` splits.
 
 Row format (SDPO split): `idx`, `prompt` (the API documentation + the Thought/Action/Action Input format + the
 question), `system` (null in every SDPO row), `answer` (JSON list of {"Action", "Action_Input"}), ...

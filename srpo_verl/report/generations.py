@@ -15,7 +15,7 @@ from pathlib import Path
 from srpo_verl.jsonl import iter_jsonl
 from srpo_verl.report.passk import mean_avg_at_n, mean_pass_at_k
 
-SUCCESS_THRESHOLD = 0.5  # a sample is correct iff its `acc` (else `score`) is >= 0.5, the routing rule of spec §1.2
+SUCCESS_THRESHOLD = 0.5  # a sample is correct iff its `acc` (else `score`) is >= 0.5, the routing rule of SRPO_SPEC §1.2
 
 
 @dataclass(frozen=True)

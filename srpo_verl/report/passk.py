@@ -1,6 +1,6 @@
 """avg@n and the unbiased pass@k estimator (Chen et al. 2021, "Evaluating Large Language Models Trained on Code").
 
-The paper's metric (SRPO Table 1, spec §2 "Metric") is avg@16: the mean correctness over 16 samples per test
+The paper's metric (SRPO Table 1, SRPO_SPEC §2 "Metric") is avg@16: the mean correctness over 16 samples per test
 question at T=0.6, top-p 0.95, averaged over questions. pass@k is reported alongside it for completeness.
 """
 

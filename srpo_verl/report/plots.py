@@ -1,6 +1,6 @@
 """Training-curve figures (PNG, matplotlib Agg): one row per task, one line per method, five panels.
 
-Panels (spec §3.2–3.4, App. C): validation avg@N vs training hours (Fig. 3), mean response length vs training hours
+Panels (SRPO_SPEC §3.2–3.4, App. C): validation avg@N vs training hours (Fig. 3), mean response length vs training hours
 (Fig. 4a), seconds per step vs step (Fig. 4b), route fractions vs step (Fig. 5: SDPO solid, GRPO dashed, no-demo
 dotted), teacher entropy vs step (Fig. 1c). Hours use the training time of `table.training_seconds`. A panel whose
 metric a method did not log (GRPO has no routes) says so instead of drawing nothing silently.

@@ -1,6 +1,6 @@
 """Table 1 of the SRPO paper from run logs: best avg@16 within training-time and training-step windows.
 
-Training time (spec §2 "Metric": SDPO's protocol excludes initialisation and validation time). verl 0.9.1's fit loop
+Training time (SRPO_SPEC §2 "Metric": SDPO's protocol excludes initialisation and validation time). verl 0.9.1's fit loop
 (`trainer/ppo/v1/trainer_base.py::fit`) times each step with `marked_timer("step")`, which covers rollout, reward,
 log-probs, the teacher pass, the update and checkpoint saving; validation runs after that block under its own
 `marked_timer("testing")`, and initialisation happens before the loop. So
@@ -34,7 +34,7 @@ TASK_SHORT = {"chemistry": "Chem", "physics": "Phys", "biology": "Bio", "materia
 METHOD_ORDER = ("grpo", "sdpo", "srpo", "srpo_no_dw", "adv_mix", "sdpo_incorrect_only", "sdpo_correct_only")
 
 # Paper windows: 1h/5h/10h of training time. Step windows: the same budgets at the paper's ~80 s/step on 8×H20
-# (spec §3.4: 71–92 s/step), i.e. 45/225/450 steps; pass your own for other hardware.
+# (SRPO_SPEC §3.4: 71–92 s/step), i.e. 45/225/450 steps; pass your own for other hardware.
 DEFAULT_TIME_WINDOWS = "1h,5h,10h"
 DEFAULT_STEP_WINDOWS = "45,225,450"
 
@@ -119,7 +119,7 @@ def best_within(values: dict[int, float], position: dict[int, float], limit: flo
 
 
 def mean_step_seconds_within(seconds: dict[int, float], limit: float) -> float | None:
-    """Mean training seconds per step over the steps that end within `limit` seconds (spec §3.4's table)."""
+    """Mean training seconds per step over the steps that end within `limit` seconds (SRPO_SPEC §3.4's table)."""
     inside = [step for step, t in seconds.items() if t <= limit]
     if not inside:
         return None
@@ -203,7 +203,7 @@ def build_table(entries: list[RunEntry], windows: list[Window], axis: str, val_s
 
 
 def step_time_table(entries: list[RunEntry], windows: list[Window]) -> dict[str, list[float | None]]:
-    """Mean training seconds per step within each time window, averaged over a method's tasks (spec §3.4)."""
+    """Mean training seconds per step within each time window, averaged over a method's tasks (SRPO_SPEC §3.4)."""
     per_method: dict[str, list[list[float]]] = {}
     for entry in entries:
         seconds = training_seconds(entry.log, entry.name)

@@ -1,4 +1,4 @@
-"""Verifiers of the paper's tasks behind one verl custom-reward function (spec §2, §5.4).
+"""Verifiers of the paper's tasks behind one verl custom-reward function (SRPO_SPEC §2, §5.4).
 
 `compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs)` is verl 0.9.1's custom-reward
 signature. It dispatches on `data_source`: srpo_verl's families (a bare family name, or `family/<anything>`, e.g.

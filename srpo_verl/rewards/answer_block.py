@@ -1,4 +1,4 @@
-"""Extraction of the final `<answer>…</answer>` block (spec §5.4, SDPO `feedback/mcq.py` semantics).
+"""Extraction of the final `<answer>…</answer>` block (SRPO_SPEC §5.4, SDPO `feedback/mcq.py` semantics).
 
 The answer is the text between the LAST `<answer>` tag and the first `</answer>` after it, stripped. Malformed
 layouts are reported, never raised:

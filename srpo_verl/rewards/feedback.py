@@ -1,6 +1,6 @@
-"""Who may put environment feedback into the self-teacher's prompt (spec §5.1 `include_environment_feedback`).
+"""Who may put environment feedback into the self-teacher's prompt (SRPO_SPEC §5.1 `include_environment_feedback`).
 
-Off by default for every task: the SRPO experiments use none (spec §1.2, App. B.5), only a correct sibling.
+Off by default for every task: the SRPO experiments use none (SRPO_SPEC §1.2, App. B.5), only a correct sibling.
 A run opts in per task with the reward kwarg `env_feedback=true`. The tool-use feedback text lists the expected
 tool calls, i.e. the gold answer: a teacher that sees it is no longer a self-teacher but an answer key, and SDPO's
 own scripts keep it off for that reason. Enabling it for tool use therefore needs a second, explicit kwarg,

@@ -1,4 +1,4 @@
-"""SciKnowEval multiple-choice verifier (spec §5.4; SDPO `feedback/mcq.py`).
+"""SciKnowEval multiple-choice verifier (SRPO_SPEC §5.4; SDPO `feedback/mcq.py`).
 
 Reward 1 iff the last `<answer>` block's stripped text equals the stripped gold letter exactly (case-sensitive:
 "a" is not "A", "A." is not "A"; that is what the paper's numbers were measured with).

@@ -1,4 +1,4 @@
-"""The one result shape every verifier returns (spec §5.4; verl's custom-reward contract).
+"""The one result shape every verifier returns (SRPO_SPEC §5.4; verl's custom-reward contract).
 
 verl's reward loop collects every key of the returned dict, sample by sample, into `reward_extra_info`. A key that
 is missing in one call and present in another breaks that collection, so every verifier builds its result here and
@@ -32,7 +32,7 @@ def clip_for_log(text: str, limit: int = MAX_LOGGED_CHARS) -> str:
 def make_result(correct: bool, pred: str, format_ok: bool, reason: str, feedback: str = "") -> dict:
     """The verifier result dict (keys = RESULT_KEYS).
 
-    - score, acc: 1.0 if `correct` else 0.0 (binary reward, spec §1.2: a rollout is correct iff r >= 0.5).
+    - score, acc: 1.0 if `correct` else 0.0 (binary reward, SRPO_SPEC §1.2: a rollout is correct iff r >= 0.5).
     - pred: what the verifier extracted from the completion (clipped for logging).
     - format_ok: True iff the answer block parsed. (The SDPO code stores the inverse under `incorrect_format`.)
     - feedback: the environment-feedback text offered to the self-teacher; "" unless the run opted in

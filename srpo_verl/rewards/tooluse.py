@@ -1,4 +1,4 @@
-"""ToolAlpaca tool-use verifier (spec §5.4; SDPO `feedback/tooluse.py` semantics).
+"""ToolAlpaca tool-use verifier (SRPO_SPEC §5.4; SDPO `feedback/tooluse.py` semantics).
 
 The completion follows the prompt's ReAct format, any number of times:
 

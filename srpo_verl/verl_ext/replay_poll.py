@@ -2,8 +2,8 @@
 
 verl 0.9.1's sync `ReplayBuffer.sample` checks TransferQueue for finished groups, and while too few are done it
 sleeps a fixed `poll_interval` (2.0 s, a constructor argument its trainer never sets), so every training step and
-every validation waits up to 2 s after the last rollout finished. On a GPU step of minutes that is noise; on the CPU
-toy, where 64 rollouts take ~1 s, the step's `timing_s/gen` was 4.0 s (two polls) of a 7.0 s step.
+every validation waits up to 2 s after the last rollout finished: noise on a GPU step of minutes, most of a CPU toy
+step (docs/PERFORMANCE.md has the measurement).
 
 The key is ours, in verl's sampler section; unset (or null) keeps verl's 2.0 s. The CPU overlay (cpu.yaml) sets
 0.05 s: a poll is one metadata round-trip to the TransferQueue controller. Applied to verl's trainer base, so the

@@ -1,4 +1,4 @@
-"""What SRPO did in a step, sample by sample (issue 16 §2): ``srpo.log_samples`` routed samples per logging step.
+"""What SRPO did in a step, sample by sample: ``srpo.log_samples`` routed samples per logging step.
 
 At step 1 and every ``srpo.log_samples_freq`` steps the SRPO trainer's teacher step calls :func:`log_step_samples`,
 which picks ``srpo.log_samples`` rows round-robin over the routes (:func:`srpo_verl.core.diagnostics.pick_log_samples`)
@@ -148,26 +148,25 @@ def log_wandb_table(loggers, step: int, records: list[dict]) -> bool:
     return True
 
 
-def log_step_samples(trainer, batch, route, is_padding: torch.Tensor, rewards: torch.Tensor, teacher_rows: list[int],
-                     teacher_prompts: list[torch.Tensor], entropy_full: list[torch.Tensor], weights: torch.Tensor,
+def log_step_samples(trainer, routed, teacher, entropy_full: list[torch.Tensor], weights: torch.Tensor,
                      masks: list[torch.Tensor]) -> list[dict]:
     """Pick, record, write, print and (wandb) log this step's samples; [] when this is not a logging step.
 
     Args:
         trainer: the SRPO trainer (its ``srpo`` settings, ``global_steps``, ``tokenizer``, ``config``).
-        batch: the step's KVBatchMeta; route: its RouteResult; is_padding, rewards: [B].
-        teacher_rows: the distilled batch rows, in the teacher batch's order; teacher_prompts: their teacher
-            prompt ids [P_j].
+        routed: the step's ``RoutedBatch`` (meta, routes, per-sample rewards and padding flags);
+        teacher: its ``TeacherBatch`` (the distilled rows and their teacher prompt ids).
         entropy_full: per row, the teacher entropy of each response token [R_i] (zeros on rows not distilled).
         weights: [Σ R_i] the step's entropy weights; masks: per row, its response mask [R_i].
     """
     import transfer_queue as tq
 
     settings, step = trainer.srpo, trainer.global_steps
+    batch, route, rewards = routed.meta, routed.route, routed.rewards
     if not is_logging_step(step, settings.log_samples, settings.log_samples_freq):
         return []
     routes = sample_routes(route.distill, route.correct)
-    picked = pick_log_samples(routes, is_padding, settings.log_samples)
+    picked = pick_log_samples(routes, routed.is_padding, settings.log_samples)
     if not picked:
         return []
     data = tq.kv_batch_get(keys=[batch.keys[i] for i in picked], partition_id=batch.partition_id,
@@ -175,7 +174,7 @@ def log_step_samples(trainer, batch, route, is_padding: torch.Tensor, rewards: t
     prompts, responses = data["prompts"].unbind(), data["responses"].unbind()
     lengths = [int(m.numel()) for m in masks]
     weight_rows = list(torch.split(weights, lengths))
-    teacher_of = dict(zip(teacher_rows, teacher_prompts))
+    teacher_of = dict(zip(teacher.rows, teacher.prompts))
     tokenizer = trainer.tokenizer
     records = []
     for j, i in enumerate(picked):

@@ -1,7 +1,7 @@
 """The SRPO trainer: verl 0.9.1's synchronous V1 trainer with routing, the teacher pass, the EMA and its checkpoint.
 
 Per step, on top of verl's loop (trainer_base.PPOTrainer._step_once):
-  1. after rewards and batch balancing, route every sample (rollout-index order, spec §1.2) and store the per-row
+  1. after rewards and batch balancing, route every sample (rollout-index order, SRPO_SPEC §1.2) and store the per-row
      distillation flag;
   2. the π_old forward also returns the student's top-K ids on the distilled rows (worker ``old`` phase);
   3. the teacher forward runs on a compact batch of the distilled rows only (teacher prompt + the student's
@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import sys
+from dataclasses import dataclass, replace
 
 import ray
 import torch
@@ -67,6 +68,18 @@ def nonfinite_update_metrics(metrics: dict) -> list[str]:
             if key in metrics and not math.isfinite(float(metrics[key]))]
 
 
+@dataclass
+class RoutedBatch:
+    """A step's batch after routing: its TransferQueue meta, the routes, and per sample [B] the response length,
+    the summed reward and verl's synthetic-padding flag."""
+
+    meta: object
+    route: object
+    response_lens: torch.Tensor
+    rewards: torch.Tensor
+    is_padding: torch.Tensor
+
+
 class SRPOTrainer(PPOTrainerSync):
     """Registered as ``trainer.v1.trainer_mode=srpo`` (see registration.py)."""
 
@@ -103,14 +116,15 @@ class SRPOTrainer(PPOTrainerSync):
     def _compute_old_log_prob(self, batch, metrics: dict):
         if not self.srpo.uses_teacher:
             return super()._compute_old_log_prob(batch, metrics)
-        batch, route, response_lens = self._route(batch, metrics)
+        routed = self._route(batch, metrics)
+        batch = routed.meta
         batch.extra_info[L.PHASE] = "old"
         original = batch
         batch = super()._compute_old_log_prob(batch, metrics)
         for meta in (original, batch):
             meta.extra_info.pop(L.PHASE, None)
         with marked_timer("srpo_teacher", self.timing_raw, color="purple"):
-            batch = self._teacher_step(batch, route, response_lens, metrics)
+            batch = self._teacher_step(replace(routed, meta=batch), metrics)
         return batch
 
     def _route(self, batch, metrics: dict):
@@ -129,8 +143,7 @@ class SRPOTrainer(PPOTrainerSync):
         )
         metrics.update(route_metrics)
         mask = to_jagged(torch.repeat_interleave(route.distill.float(), response_lens), response_lens)
-        self._route_record = {"rewards": rewards, "is_padding": is_padding}
-        return self._put(batch, {L.DISTILL_MASK: mask}), route, response_lens
+        return RoutedBatch(self._put(batch, {L.DISTILL_MASK: mask}), route, response_lens, rewards, is_padding)
 
     def _teacher_rows(self, batch, route) -> TeacherBatch:
         """The compact teacher batch: teacher prompt + the student's response for each distilled row, balanced over
@@ -200,11 +213,12 @@ class SRPOTrainer(PPOTrainerSync):
             wg._dispatch_info["actor"] = wg._query_dispatch_info("actor")
         return max(wg._dispatch_info["actor"]) + 1
 
-    def _teacher_step(self, batch, route, response_lens: torch.Tensor, metrics: dict):
+    def _teacher_step(self, routed: RoutedBatch, metrics: dict):
         k = self.srpo.topk
+        batch, route, response_lens = routed.meta, routed.route, routed.response_lens
         teacher = self._teacher_rows(batch, route)
         rows, td = teacher.rows, teacher.data
-        self._dump_routes(batch, route, response_lens, {i: int(p.numel()) for i, p in zip(rows, teacher.prompts)})
+        self._dump_routes(routed, {i: int(p.numel()) for i, p in zip(rows, teacher.prompts)})
         n = len(rows)
         logp_rows, entropy_rows = [], []
         if n:
@@ -239,8 +253,7 @@ class SRPOTrainer(PPOTrainerSync):
                 L.DW_WEIGHT: to_jagged(weights, response_lens),
             },
         )
-        sample_log.log_step_samples(self, batch, route, self._route_record["is_padding"], self._route_record["rewards"],
-                                    rows, teacher.prompts, entropy_full, weights, masks)
+        sample_log.log_step_samples(self, replace(routed, meta=batch), teacher, entropy_full, weights, masks)
         sdpo_weights = weights[mask_cat]
         teacher_mass = torch.cat([row.exp().sum(-1) for row in logp_rows]) if n else torch.zeros(0)
         routed_mask = torch.cat([masks[i].bool() for i in rows]) if n else torch.zeros(0, dtype=torch.bool)
@@ -258,23 +271,23 @@ class SRPOTrainer(PPOTrainerSync):
         )
         return batch
 
-    def _dump_routes(self, batch, route, response_lens, teacher_prompt_lens: dict[int, int]) -> None:
+    def _dump_routes(self, routed: RoutedBatch, teacher_prompt_lens: dict[int, int]) -> None:
         if not self.srpo.route_dump_dir:
             return
         os.makedirs(self.srpo.route_dump_dir, exist_ok=True)
-        record = self._route_record
+        batch, route = routed.meta, routed.route
         path = os.path.join(self.srpo.route_dump_dir, f"step_{self.global_steps}.jsonl")
         with open(path, "w") as out:
             for i, key in enumerate(batch.keys):
                 demo = int(route.demo_index[i])
                 out.write(json.dumps({
                     "key": key,
-                    "reward": float(record["rewards"][i]),
-                    "is_padding": bool(record["is_padding"][i]),
+                    "reward": float(routed.rewards[i]),
+                    "is_padding": bool(routed.is_padding[i]),
                     "correct": bool(route.correct[i]),
                     "distill": bool(route.distill[i]),
                     "demo_key": batch.keys[demo] if demo >= 0 else None,
-                    "response_len": int(response_lens[i]),
+                    "response_len": int(routed.response_lens[i]),
                     "teacher_prompt_len": teacher_prompt_lens.get(i),
                 }) + "\n")
 

@@ -2,9 +2,8 @@
 
 verl 0.9.1's `process_validation_metrics` calls `metric_utils.bootstrap_metric` for every prompt, every variable the
 verifier returns (score, acc, format_ok, ...), every subset size N in 2, 4, ..., n: three Python loops of 1000
-bootstrap draws each (best@N, worst@N, maj@N). On the CPU toy (150 prompts x 4 samples, 5 variables) that was ~30 s
-of single-threaded trainer time per validation, half of the validation's wall time; a GPU run's validation pays
-the same while the accelerators wait.
+bootstrap draws each (best@N, worst@N, maj@N), single-threaded in the trainer while the accelerators wait
+(docs/PERFORMANCE.md has the measurement).
 
 `bootstrap_metric` below draws the same indices (the same `np.random.seed` + `np.random.choice` calls, so numpy's
 global state ends where verl's leaves it) and evaluates max / min / majority vote on the whole [n_bootstrap, N]

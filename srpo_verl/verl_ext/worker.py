@@ -5,7 +5,7 @@ build the teacher engine below; ``live`` builds none and runs the teacher pass o
 pre-update policy), with the same processor and the same compact batch.
 
 verl builds a reference engine only when a KL term is on (and then scores every sample), ``set_loss_fn`` reaches
-only the actor, and checkpoints hold only the actor, so the teacher lives here (SRPO_ON_VERL_NOTES §1, §4):
+only the actor, and checkpoints hold only the actor, so the teacher lives here (docs/SRPO_ON_VERL.md):
   * ``init_model``: verl's models, then the routed loss on the actor and a forward-only teacher engine built like
     verl's reference (deep copy of ``actor_rollout_ref.ref``; model-only checkpoints);
   * ``compute_log_prob``: in the ``old`` phase also returns the student's top-K ids of the distilled rows, and the

@@ -1,4 +1,4 @@
-"""group_advantages: hand values and parity with verl's compute_grpo_outcome_advantage (spec §1.3)."""
+"""group_advantages: hand values and parity with verl's compute_grpo_outcome_advantage (SRPO_SPEC §1.3)."""
 
 import math
 

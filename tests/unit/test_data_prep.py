@@ -1,4 +1,4 @@
-"""Data preparation of the five benchmarks into verl parquet (spec §2 Table 4, §5.4; issue 5)."""
+"""Data preparation of the five benchmarks into verl parquet (SRPO_SPEC §2 Table 4, §5.4; issue 5)."""
 
 import json
 import re

@@ -1,4 +1,4 @@
-"""add_tail_bucket and distill_divergence against hand-computed values (spec §5.3)."""
+"""add_tail_bucket and distill_divergence against hand-computed values (SRPO_SPEC §5.3)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Chunked top-k / gather log-probs with full-vocabulary entropy vs the naive log_softmax reference (spec §7.22)."""
+"""Chunked top-k / gather log-probs with full-vocabulary entropy vs the naive log_softmax reference (SRPO_SPEC §7.22)."""
 
 import pytest
 import torch

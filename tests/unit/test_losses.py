@@ -1,4 +1,4 @@
-"""Routed per-token losses and their exact aggregation (spec §1.3–§1.7, §5.3, §7.21–§7.26)."""
+"""Routed per-token losses and their exact aggregation (SRPO_SPEC §1.3–§1.7, §5.3, §7.21–§7.26)."""
 
 import math
 

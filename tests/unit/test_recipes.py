@@ -1,5 +1,5 @@
 """The paper recipes (recipes/qwen3_*/run_*.sh): shell hygiene, and every recipe composes through Hydra on CPU and
-resolves to the paper's values (SRPO Table 3 / spec §2 and §7).
+resolves to the paper's values (SRPO Table 3 / SRPO_SPEC §2 and §7).
 
 How it stays fast: each recipe runs under `DRY_RUN=1` with `PYTHON` pointing at a recorder that saves its argv, so
 bash builds the exact command line; the overrides are then applied in-process to one Hydra composition of

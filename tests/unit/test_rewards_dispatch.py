@@ -1,4 +1,4 @@
-"""compute_score dispatch, result shape, synthetic verifier and the verl entry file (spec §5.4)."""
+"""compute_score dispatch, result shape, synthetic verifier and the verl entry file (SRPO_SPEC §5.4)."""
 
 import importlib.util
 import json

@@ -1,4 +1,4 @@
-"""MCQ and tool-use verifiers on the real SDPO splits and on adversarial outputs (spec §5.4)."""
+"""MCQ and tool-use verifiers on the real SDPO splits and on adversarial outputs (SRPO_SPEC §5.4)."""
 
 import json
 import os

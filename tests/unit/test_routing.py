@@ -1,4 +1,4 @@
-"""route_samples and route_metrics on hand-worked groups (spec §1.2 Table 7, §7.19, §7.25)."""
+"""route_samples and route_metrics on hand-worked groups (SRPO_SPEC §1.2 Table 7, §7.19, §7.25)."""
 
 import numpy as np
 import pytest

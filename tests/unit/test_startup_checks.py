@@ -157,7 +157,7 @@ REFUSED = [
      "actor_rollout_ref.ref.fsdp_config.reshard_after_forward=False is not supported for the EMA teacher"),
     ("cpu_srpo", ["actor_rollout_ref.ref.strategy=fsdp"],
      "actor_rollout_ref.ref.strategy='fsdp' differs from actor_rollout_ref.actor.strategy='fsdp2'"),
-    # issue 22 §4: the engines no teacher step has run on, and verl's mid-step failures, before Ray
+    # the engines no teacher step has run on, and verl's mid-step failures, before Ray
     ("srpo_trainer", ["actor_rollout_ref.actor.strategy=fsdp"],
      "actor_rollout_ref.actor.strategy='fsdp' is not supported with srpo.method=srpo: the teacher engine"),
     ("srpo_trainer", ["srpo.method=sdpo", "actor_rollout_ref.actor.strategy=megatron"],

@@ -1,4 +1,4 @@
-"""Teacher prompts: SDPO templates exactly, think-stripping, feedback gating and truncation (spec §5.1, §5.2)."""
+"""Teacher prompts: SDPO templates exactly, think-stripping, feedback gating and truncation (SRPO_SPEC §5.1, §5.2)."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""entropy_weights: exp(−β·H) normalised to mean 1 over the SDPO tokens (spec §1.4, §7.22)."""
+"""entropy_weights: exp(−β·H) normalised to mean 1 over the SDPO tokens (SRPO_SPEC §1.4, §7.22)."""
 
 import math
 
