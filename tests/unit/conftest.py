@@ -74,10 +74,10 @@ def compose_config():
     applied, as `python -m srpo_verl.main --config-name NAME OVERRIDES...` composes it.
 
     Each config is composed once through Hydra's public API (initialize_config_dir + compose); the overrides are
-    then applied to a copy by the function Hydra's own composition applies them with. A fresh public `compose` per
-    case costs ~1 s (verl's whole config tree) and the three files that use this helper compose ~120 cases;
-    `test_compose_config_equals_a_fresh_hydra_composition` checks the two agree. Overrides may not change a config
-    group (no test needs that)."""
+    then applied to a copy by the function Hydra's own composition applies them with, because a fresh public
+    `compose` per case composes verl's whole config tree again, for each of the many cases of the files that use this
+    helper; `test_compose_config_equals_a_fresh_hydra_composition` checks the two agree. Overrides may not change a
+    config group (no test needs that)."""
     import copy
     from pathlib import Path
 
