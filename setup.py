@@ -31,9 +31,11 @@ setup(
         "wandb",
         "pandas",
         "pyarrow>=19",
-        # the math verifier (srpo_verl/rewards/math_answer.py); the antlr4 4.9.3 extra is the runtime hydra-core pins
-        # (spelled as math-verify's metadata does: pip warns "does not provide the extra" for antlr4_9_3)
-        "math-verify[antlr4-9-3]>=0.9,<0.10",
+        # the math verifier (srpo_verl/rewards/math_answer.py) and the LaTeX parser runtime it reads with, at the
+        # version hydra-core pins. Not math-verify's [antlr4-9-3] extra: its metadata asks latex2sympy2_extended for
+        # an extra spelled antlr4_9_3, which that package does not provide (pip warns and installs nothing of it).
+        "math-verify>=0.9,<0.10",
+        "antlr4-python3-runtime==4.9.3",
     ],
     extras_require={
         # verl 0.9.1's own GPU pins, one extra per rollout engine (srpo_verl/gpu_stack.py; docs/INSTALL.md). sglang

@@ -26,11 +26,15 @@
 #       On the target: gathers the files of the given part directories, joins split wheels, checks every wheel's
 #       sha256 against LOCK (and that LOCK is complete), and leaves the wheels in WHEELDIR. Needs bash, cat and
 #       sha256sum only.
+#
+#   bash scripts/offline_wheelhouse.sh --help     this text (also -h, and after build / assemble)
 set -euo pipefail
 
 PYTHON=${PYTHON:-python3}
 die() { echo "[wheelhouse] error: $*" >&2; exit 2; }
 say() { echo "[wheelhouse] $*" >&2; }
+# The comment block at the top of this file, without its leading "# ".
+usage() { sed -n '2,/^set -euo pipefail$/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 # pip on some hosts warns once per package about configured local indexes that do not exist: drop that noise only.
 pip_quiet() { "$PYTHON" -m pip --disable-pip-version-check "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 
@@ -156,6 +160,7 @@ build() {
             --index-url) pip_index+=(--index-url "$2"); shift 2 ;;
             --no-index) pip_index+=(--no-index); shift ;;
             --with-deps) with_deps=1; shift ;;
+            -h|--help) usage; exit 0 ;;
             *) die "build: unknown option $1" ;;
         esac
     done
@@ -232,6 +237,7 @@ assemble() {
         case "$1" in
             --lock) lock=$2; shift 2 ;;
             --out) out=$2; shift 2 ;;
+            -h|--help) usage; exit 0 ;;
             -*) die "assemble: unknown option $1" ;;
             *) dirs+=("$1"); shift ;;
         esac
@@ -284,6 +290,7 @@ assemble() {
 case "${1:-}" in
     build) shift; build "$@" ;;
     assemble) shift; assemble "$@" ;;
+    -h|--help|help) usage ;;
     *) echo "usage: $0 build --requirements REQS --out DIR [options] | assemble --lock LOCK --out WHEELDIR DIR..." >&2
-       echo "(options: the comment at the top of $0)" >&2; exit 2 ;;
+       echo "(options: $0 --help)" >&2; exit 2 ;;
 esac

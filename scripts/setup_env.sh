@@ -72,7 +72,8 @@ if [[ -n "$TORCH_INDEX" ]]; then
 else
     "${PIP[@]}" install "${TORCH_REQS[@]}"
 fi
-TORCH_VERSION=$("$VENV/bin/python" -c "import torch; print(torch.__version__)")
+# from the metadata: importing torch before numpy is installed prints "Failed to initialize NumPy"
+TORCH_VERSION=$("$VENV/bin/python" -c "import importlib.metadata as m; print(m.version('torch'))")
 
 # The constraint keeps pip from swapping the torch build just installed. verl goes in first, on its own: resolving
 # it together with the package's extras sends pip's resolver into long backtracking.

@@ -2,9 +2,10 @@
 """Verifier throughput on one core: verifications per second for each verifier (issue 5; not a timed test), and
 the time of one verification on adversarial outputs (issue 12).
 
-    python scripts/bench/bench_verifiers.py [--seconds 2] [--splits ../shared/data/sdpo_splits]
+    python scripts/bench/bench_verifiers.py [--seconds 2] [--splits DIR]
 
-Completions are built from the real split rows when the splits are present (otherwise from built-in rows): a
+DIR holds the SDPO split files (default: $SRPO_VERL_SPLITS when set). Completions are built from the real split rows
+when the splits are present (otherwise from built-in rows): a
 realistic mix per verifier of correct answers, wrong answers and malformed outputs, with reasoning of typical
 length (~1.5 k characters for MCQ, ~0.5 k for tool use). Targets: >= 5,000/s MCQ, >= 1,000/s tool use.
 Adversarial outputs (up to the 2 MiB completion bound: megabyte nested or wide Action Inputs whose tool names match,
@@ -33,9 +34,9 @@ ADVERSARIAL_TARGET_S = 0.010
 REASONING = ("Let me work through the options one at a time, checking each against the data given. " * 18).strip()
 
 
-def mcq_cases(splits: Path) -> list[tuple]:
-    path = splits / "sciknoweval" / "chemistry" / "test.json"
-    golds = [row["answer"] for row in load_jsonl(path)] if path.is_file() else list("ABCD") * 50
+def mcq_cases(splits: Path | None) -> list[tuple]:
+    path = splits / "sciknoweval" / "chemistry" / "test.json" if splits else None
+    golds = [row["answer"] for row in load_jsonl(path)] if path and path.is_file() else list("ABCD") * 50
     cases = []
     for i, gold in enumerate(golds):
         letter = gold if i % 2 == 0 else ("B" if gold == "A" else "A")
@@ -45,9 +46,9 @@ def mcq_cases(splits: Path) -> list[tuple]:
     return cases
 
 
-def tooluse_cases(splits: Path) -> list[tuple]:
-    path = splits / "tooluse" / "test.json"
-    if path.is_file():
+def tooluse_cases(splits: Path | None) -> list[tuple]:
+    path = splits / "tooluse" / "test.json" if splits else None
+    if path and path.is_file():
         golds = [row["answer"] for row in load_jsonl(path)]
     else:
         golds = [json.dumps([{"Action": "getRates", "Action_Input": json.dumps({"base": "USD", "n": i})}])
@@ -128,11 +129,12 @@ def throughput(cases: list[tuple], seconds: float) -> tuple[float, float]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=2.0, help="measuring time per verifier")
-    parser.add_argument("--splits", type=Path, default=REPO.parent / "shared" / "data" / "sdpo_splits")
+    parser.add_argument("--splits", type=Path, default=os.environ.get("SRPO_VERL_SPLITS") or None,
+                        help="folder of the SDPO split files (default: $SRPO_VERL_SPLITS)")
     args = parser.parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
-    source = "real split rows" if args.splits.is_dir() else "built-in rows (splits not found)"
+    source = "real split rows" if args.splits and args.splits.is_dir() else "built-in rows (splits not found)"
     print(f"verifier throughput on one core ({source}; {args.seconds:.1f} s each)")
     print(f"{'verifier':<12} {'cases':>6} {'mean len':>9} {'score':>6} {'verif/s':>10} {'target':>8}  ok")
     failed = False

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Prepare the SciKnowEval L3 tasks (Chemistry, Physics, Biology, Materials) as verl parquet.
 
-    python scripts/data/prepare_sciknoweval.py --local ../shared/data/sdpo_splits --out data/
     python scripts/data/prepare_sciknoweval.py --from-hf --out data/          # needs internet
+    python scripts/data/prepare_sciknoweval.py --local DIR --out data/        # DIR/sciknoweval/<task>/*.json
 
 Writes <out>/<task>/{train,test}.parquet and prints the counts; the paper's counts (1890/210, 720/80, 450/50,
 841/94) are enforced unless --no-count-check. Exit status 1 with one line naming the file, line and field when a

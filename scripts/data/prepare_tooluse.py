@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Prepare the ToolAlpaca tool-use task as verl parquet.
 
-    python scripts/data/prepare_tooluse.py --local ../shared/data/sdpo_splits --out data/ [--splits test]
     python scripts/data/prepare_tooluse.py --from-github --out data/          # needs internet
+    python scripts/data/prepare_tooluse.py --local DIR --out data/ [--splits test]   # DIR/tooluse/*.json
 
 Writes <out>/tooluse/{train,test}.parquet and prints the counts; the paper's counts (4046/68) are enforced unless
 --no-count-check. The system prompt defaults to the SRPO paper's listing (--system-prompt srpo); --system-prompt

@@ -53,49 +53,7 @@ _EXPORTS = {
 }
 
 
-__all__ = [
-    "DEFAULT_CHUNK_SIZE",
-    "FEEDBACK_TEMPLATE",
-    "LOSS_AGG_MODES",
-    "METHODS",
-    "METHODS_WITH_ENTROPY_WEIGHTS",
-    "METHOD_ROUTE_MODE",
-    "REPROMPT_TEMPLATE",
-    "ROUTE_MODES",
-    "RouteResult",
-    "RoutedLoss",
-    "RoutedLossConfig",
-    "RoutedTokenLoss",
-    "SOLUTION_TEMPLATE",
-    "TRUNCATION_MODES",
-    "TeacherPrompt",
-    "TeacherTemplates",
-    "add_tail_bucket",
-    "aggregate_token_loss",
-    "branch_weights",
-    "build_teacher_messages",
-    "demonstration_texts",
-    "distill_divergence",
-    "distillation_token_loss",
-    "entropy_weight_stats",
-    "entropy_weights",
-    "gather_logprobs_with_entropy",
-    "group_advantages",
-    "group_codes",
-    "grpo_clipped_surrogate",
-    "is_clip_weights",
-    "log1mexp",
-    "route_metrics",
-    "route_samples",
-    "routed_policy_loss",
-    "routed_token_loss",
-    "select_teacher_context",
-    "strip_thinking",
-    "tokenize_teacher_prompt",
-    "topk_distribution",
-    "topk_logprobs_with_entropy",
-    "topk_token_ids",
-]
+__all__ = list(_EXPORTS)
 
 
 def __getattr__(name: str):

@@ -66,3 +66,36 @@ def verl_probe_without_cpu_flag() -> dict:
     proc = subprocess.run([sys.executable, "-c", NO_FLAG_PROBE], env=env_without_cpu_flag(), capture_output=True,
                           text=True, timeout=300)
     return probe_report(proc)
+
+
+@pytest.fixture(scope="session")
+def compose_config():
+    """compose_config(config_name, *overrides) -> the shipped Hydra config (srpo_verl/config/) with `overrides`
+    applied, as `python -m srpo_verl.main --config-name NAME OVERRIDES...` composes it.
+
+    Each config is composed once through Hydra's public API (initialize_config_dir + compose); the overrides are
+    then applied to a copy by the function Hydra's own composition applies them with, because a fresh public
+    `compose` per case composes verl's whole config tree again, for each of the many cases of the files that use this
+    helper; `test_compose_config_equals_a_fresh_hydra_composition` checks the two agree. Overrides may not change a
+    config group (no test needs that)."""
+    import copy
+    from pathlib import Path
+
+    import srpo_verl.main as entry  # registers the ${srpo_verl_path:...} resolver
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    config_dir = Path(__file__).resolve().parents[2] / "srpo_verl" / "config"
+    bases = {}
+    parser = OverridesParser.create()
+
+    def apply(config_name: str, *overrides: str):
+        if config_name not in bases:
+            with initialize_config_dir(config_dir=str(config_dir), version_base=None):
+                bases[config_name] = compose(config_name, overrides=[entry.SEARCHPATH_OVERRIDE])
+        config = copy.deepcopy(bases[config_name])
+        ConfigLoaderImpl._apply_overrides_to_config(parser.parse_overrides(list(overrides)), config)
+        return config
+
+    return apply

@@ -1,4 +1,7 @@
-"""Data preparation of the five benchmarks into verl parquet (SRPO_SPEC §2 Table 4, §5.4; issue 5)."""
+"""Data preparation of the five benchmarks into verl parquet (SRPO_SPEC §2 Table 4, §5.4).
+
+`sample_splits` is the repository's sample of the SDPO split files; `splits` is that sample and, when SRPO_VERL_SPLITS
+names them, the full splits (tests/conftest.py)."""
 
 import json
 import re
@@ -13,7 +16,7 @@ from srpo_verl.jsonl import load_jsonl
 from srpo_verl.rewards import compute_score
 
 REPO = Path(__file__).resolve().parents[2]
-PAPER_COUNTS = {"chemistry": (1890, 210), "physics": (720, 80), "biology": (450, 50), "material": (841, 94)}
+TASKS = ("chemistry", "physics", "biology", "material")
 
 
 def _load_script(name):
@@ -26,9 +29,10 @@ def _load_script(name):
 
 
 @pytest.fixture(scope="module")
-def prepared_sciknoweval(splits_root, tmp_path_factory):
+def prepared_sciknoweval(splits, tmp_path_factory):
     out = tmp_path_factory.mktemp("sciknoweval")
-    assert _load_script("prepare_sciknoweval").main(["--local", str(splits_root), "--out", str(out)]) == 0
+    argv = ["--local", str(splits.root), "--out", str(out), *splits.count_args]
+    assert _load_script("prepare_sciknoweval").main(argv) == 0
     return out
 
 
@@ -44,13 +48,14 @@ def _check_verl_schema(frame, data_source, split):
 
 # ---- SciKnowEval ----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("task", list(PAPER_COUNTS))
-def test_sciknoweval_parquet_counts_schema_and_verbatim_prompts(task, splits_root, prepared_sciknoweval, capsys):
-    for split, expected in zip(("train", "test"), PAPER_COUNTS[task]):
+@pytest.mark.parametrize("task", TASKS)
+def test_sciknoweval_parquet_counts_schema_and_verbatim_prompts(task, splits, prepared_sciknoweval, capsys):
+    for split, expected in zip(("train", "test"), splits.counts[task]):
         frame = pd.read_parquet(prepared_sciknoweval / task / f"{split}.parquet")
         assert len(frame) == expected
         _check_verl_schema(frame, "sciknoweval", split)
-        source_rows = load_jsonl(splits_root / "sciknoweval" / task / f"{split}.json")
+        source_rows = load_jsonl(splits.root / "sciknoweval" / task / f"{split}.json")
+        assert len(source_rows) == expected
         for row, source in zip(frame.itertuples(index=False), source_rows):
             system, user = list(row.prompt)
             assert system == {"role": "system", "content": source["system"]}
@@ -64,13 +69,16 @@ def test_sciknoweval_parquet_counts_schema_and_verbatim_prompts(task, splits_roo
         assert all(list(p)[1]["content"].endswith("\nPlease reason step by step.") for p in frame["prompt"])
 
 
-def test_sciknoweval_script_prints_the_counts(splits_root, tmp_path, capsys):
+def test_sciknoweval_script_prints_the_counts(splits, tmp_path, capsys):
     script = _load_script("prepare_sciknoweval")
-    assert script.main(["--local", str(splits_root), "--out", str(tmp_path), "--tasks", "biology,physics"]) == 0
+    argv = ["--local", str(splits.root), "--out", str(tmp_path), "--tasks", "biology,physics", *splits.count_args]
+    assert script.main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     table = {tuple(line.split()[:2]): line.split()[2:4] for line in lines[1:]}
-    assert table == {("biology", "train"): ["450", "450"], ("biology", "test"): ["50", "50"],
-                     ("physics", "train"): ["720", "720"], ("physics", "test"): ["80", "80"]}
+    assert table == {(task, split): [str(splits.counts[task][i]), str(splits.paper[task][i])]
+                     for task in ("biology", "physics") for i, split in enumerate(("train", "test"))}
+    if splits.kind == "full":
+        assert table[("biology", "train")] == ["450", "450"] and table[("physics", "test")] == ["80", "80"]
 
 
 def test_prepared_rows_score_with_their_own_ground_truth(prepared_sciknoweval):
@@ -80,11 +88,12 @@ def test_prepared_rows_score_with_their_own_ground_truth(prepared_sciknoweval):
         assert compute_score(row.data_source, f"<answer>{gold}</answer>", gold, dict(row.extra_info))["score"] == 1.0
 
 
-def _copy_split_tree(splits_root, dest, task="biology"):
+def _copy_split_tree(source_root, dest, task="biology"):
+    """The biology files of `source_root` (the sample: train 24 rows, test 8) copied under `dest`, to break."""
     for split in ("train", "test"):
         target = dest / "sciknoweval" / task / f"{split}.json"
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text((splits_root / "sciknoweval" / task / f"{split}.json").read_text(encoding="utf-8"))
+        target.write_text((source_root / "sciknoweval" / task / f"{split}.json").read_text(encoding="utf-8"))
     return dest / "sciknoweval" / task
 
 
@@ -120,10 +129,10 @@ def _set_field(field, value):
     (lambda d: _rewrite_line(d / "train.json", 9, _set_field("idx", "9")), r"biology/train\.json:9: field 'idx' must be int"),
     (lambda d: _rewrite_line(d / "train.json", 1, lambda line: "[1, 2]"), r"biology/train\.json:1: expected a JSON object, got list"),
     (lambda d: (d / "test.json").write_text(""), r"biology/test\.json: the split file is empty"),
-    (lambda d: _rewrite_line(d / "test.json", 50, lambda line: ""), r"biology/test: 49 rows from .*, the paper's table has 50"),
+    (lambda d: None, r"biology/train: 24 rows from .*, the paper's table has 450"),  # the sample itself
 ])
-def test_missing_or_malformed_split_fails_naming_file_line_and_field(breakage, message, splits_root, tmp_path, capsys):
-    task_dir = _copy_split_tree(splits_root, tmp_path / "splits")
+def test_missing_or_malformed_split_fails_naming_file_line_and_field(breakage, message, sample_splits, tmp_path, capsys):
+    task_dir = _copy_split_tree(sample_splits, tmp_path / "splits")
     breakage(task_dir)
     script = _load_script("prepare_sciknoweval")
     assert script.main(["--local", str(tmp_path / "splits"), "--out", str(tmp_path / "out"), "--tasks", "biology"]) == 1
@@ -132,13 +141,14 @@ def test_missing_or_malformed_split_fails_naming_file_line_and_field(breakage, m
     assert not (tmp_path / "out" / "biology" / "train.parquet").exists()  # nothing half-written
 
 
-def test_count_check_can_be_waived_for_a_deliberately_different_split(splits_root, tmp_path):
-    task_dir = _copy_split_tree(splits_root, tmp_path / "splits")
-    _rewrite_line(task_dir / "test.json", 50, lambda line: "")
+def test_count_check_can_be_waived_for_a_deliberately_different_split(sample_splits, tmp_path):
+    task_dir = _copy_split_tree(sample_splits, tmp_path / "splits")
+    _rewrite_line(task_dir / "test.json", 8, lambda line: "")
     script = _load_script("prepare_sciknoweval")
-    argv = ["--local", str(tmp_path / "splits"), "--out", str(tmp_path / "out"), "--tasks", "biology", "--no-count-check"]
-    assert script.main(argv) == 0
-    assert len(pd.read_parquet(tmp_path / "out" / "biology" / "test.parquet")) == 49
+    argv = ["--local", str(tmp_path / "splits"), "--out", str(tmp_path / "out"), "--tasks", "biology"]
+    assert script.main(argv) == 1
+    assert script.main([*argv, "--no-count-check"]) == 0
+    assert len(pd.read_parquet(tmp_path / "out" / "biology" / "test.parquet")) == 7
 
 
 # ---- rows refused or dropped (issue 12 §3; docs/TASKS.md "What is refused, what is dropped") ----------------------
@@ -165,14 +175,15 @@ def _break_utf8(path, line_number, field):
 
 
 def _run_sciknoweval(tmp_path, capsys, *extra):
-    argv = ["--local", str(tmp_path / "splits"), "--out", str(tmp_path / "out"), "--tasks", "biology", *extra]
+    argv = ["--local", str(tmp_path / "splits"), "--out", str(tmp_path / "out"), "--tasks", "biology",
+            "--no-count-check", *extra]
     code = _load_script("prepare_sciknoweval").main(argv)
     captured = capsys.readouterr()
     return code, captured.err.splitlines(), captured.out
 
 
-def test_invalid_utf8_is_one_line_naming_file_line_field_and_column(splits_root, tmp_path, capsys):
-    task_dir = _copy_split_tree(splits_root, tmp_path / "splits")
+def test_invalid_utf8_is_one_line_naming_file_line_field_and_column(sample_splits, tmp_path, capsys):
+    task_dir = _copy_split_tree(sample_splits, tmp_path / "splits")
     column = _break_utf8(task_dir / "test.json", 4, "prompt")
     code, err, _ = _run_sciknoweval(tmp_path, capsys)
     assert code == 1
@@ -180,11 +191,11 @@ def test_invalid_utf8_is_one_line_naming_file_line_field_and_column(splits_root,
     assert not (tmp_path / "out").exists()
 
 
-def test_invalid_utf8_from_the_command_line_exits_1_without_a_traceback(splits_root, tmp_path):
+def test_invalid_utf8_from_the_command_line_exits_1_without_a_traceback(sample_splits, tmp_path):
     import subprocess
     import sys
 
-    task_dir = _copy_split_tree(splits_root, tmp_path / "splits")
+    task_dir = _copy_split_tree(sample_splits, tmp_path / "splits")
     column = _break_utf8(task_dir / "train.json", 2, "system")
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "data" / "prepare_sciknoweval.py"), "--local",
                            str(tmp_path / "splits"), "--out", str(tmp_path / "out"), "--tasks", "biology"],
@@ -216,40 +227,40 @@ def test_invalid_utf8_outside_a_json_object_names_line_and_column(tmp_path):
     (_set_field("prompt", "Pick one.\n\nA: w\nB: x\nC: y\nD: z\nE: v\nPlease reason step by step."), 3,
      "field 'prompt' lists the options A, B, C, D, E; expected A, B (2-choice) or A, B, C, D (4-choice)"),
 ])
-def test_malformed_mcq_rows_are_refused_with_one_line(mutate, line, message, splits_root, tmp_path, capsys):
-    task_dir = _copy_split_tree(splits_root, tmp_path / "splits")
+def test_malformed_mcq_rows_are_refused_with_one_line(mutate, line, message, sample_splits, tmp_path, capsys):
+    task_dir = _copy_split_tree(sample_splits, tmp_path / "splits")
     _rewrite_line(task_dir / "test.json", line, mutate)
     code, err, _ = _run_sciknoweval(tmp_path, capsys)
     assert (code, err) == (1, [f"error: {task_dir / 'test.json'}:{line}: {message}"])
 
 
-def test_duplicate_rows_are_dropped_and_counted_or_refused_under_strict(splits_root, tmp_path, capsys):
-    task_dir = _copy_split_tree(splits_root, tmp_path / "splits")
+def test_duplicate_rows_are_dropped_and_counted_or_refused_under_strict(sample_splits, tmp_path, capsys):
+    task_dir = _copy_split_tree(sample_splits, tmp_path / "splits")
     train = task_dir / "train.json"
-    _append_line(train, _line(train, 3))  # idx 164 again, same content: line 451
-    _append_line(train, _line(train, 7))  # line 452
+    _append_line(train, _line(train, 3))  # idx 164 again, same content: line 25
+    _append_line(train, _line(train, 7))  # line 26
     code, err, _ = _run_sciknoweval(tmp_path, capsys)
     assert code == 0
     assert err == [f"warning: {train}: dropped 2 rows: duplicates of an earlier row (same idx and content) "
                    "(--strict refuses them)"]
     frame = pd.read_parquet(tmp_path / "out" / "biology" / "train.parquet")
-    assert len(frame) == 450 and frame["extra_info"].map(lambda e: e["source_idx"]).is_unique
-    assert list(frame["extra_info"].map(lambda e: e["index"])) == list(range(450))
+    assert len(frame) == 24 and frame["extra_info"].map(lambda e: e["source_idx"]).is_unique
+    assert list(frame["extra_info"].map(lambda e: e["index"])) == list(range(24))
     code, err, _ = _run_sciknoweval(tmp_path, capsys, "--strict")
-    assert (code, err) == (1, [f"error: {train}:451: field 'idx' 164: the same row as line 3{REFUSAL_HINT}"])
+    assert (code, err) == (1, [f"error: {train}:25: field 'idx' 164: the same row as line 3{REFUSAL_HINT}"])
 
 
-def test_a_repeated_idx_with_other_content_is_refused(splits_root, tmp_path, capsys):
-    task_dir = _copy_split_tree(splits_root, tmp_path / "splits")
+def test_a_repeated_idx_with_other_content_is_refused(sample_splits, tmp_path, capsys):
+    task_dir = _copy_split_tree(sample_splits, tmp_path / "splits")
     train = task_dir / "train.json"
     _append_line(train, _set_field("answer", "A" if json.loads(_line(train, 3))["answer"] != "A" else "B")(
         _line(train, 3)))
     code, err, _ = _run_sciknoweval(tmp_path, capsys)
-    assert (code, err) == (1, [f"error: {train}:451: field 'idx' 164 is already used by line 3 for a different row"])
+    assert (code, err) == (1, [f"error: {train}:25: field 'idx' 164 is already used by line 3 for a different row"])
 
 
-def test_a_row_in_both_train_and_test_is_refused(splits_root, tmp_path, capsys):
-    task_dir = _copy_split_tree(splits_root, tmp_path / "splits")
+def test_a_row_in_both_train_and_test_is_refused(sample_splits, tmp_path, capsys):
+    task_dir = _copy_split_tree(sample_splits, tmp_path / "splits")
     _rewrite_line(task_dir / "train.json", 1, lambda line: _line(task_dir / "test.json", 1))  # idx 473
     code, err, _ = _run_sciknoweval(tmp_path, capsys)
     assert (code, err) == (1, [f"error: biology: the train and the test split of {tmp_path / 'splits'}/sciknoweval/"
@@ -262,38 +273,38 @@ def test_a_row_in_both_train_and_test_is_refused(splits_root, tmp_path, capsys):
 OVERLONG_CHARS = 2 * 1_000_000
 
 
-def test_an_overlong_prompt_is_dropped_and_counted_or_refused_under_strict(splits_root, tmp_path, capsys):
+def test_an_overlong_prompt_is_dropped_and_counted_or_refused_under_strict(sample_splits, tmp_path, capsys):
     from srpo_verl.data.splits import MAX_PROMPT_CHARS
 
     assert OVERLONG_CHARS >= 2 * MAX_PROMPT_CHARS
-    task_dir = _copy_split_tree(splits_root, tmp_path / "splits")
+    task_dir = _copy_split_tree(sample_splits, tmp_path / "splits")
     test = task_dir / "test.json"
     row = json.loads(_line(test, 1))
     _append_line(test, json.dumps(dict(row, idx=99999, prompt="Which one?\n\nA: x\nB: " + "y" * OVERLONG_CHARS)))
-    chars = len(json.loads(_line(test, 51))["prompt"]) + len(row["system"])
+    chars = len(json.loads(_line(test, 9))["prompt"]) + len(row["system"])
     code, err, _ = _run_sciknoweval(tmp_path, capsys)
     assert code == 0
     assert err == [f"warning: {test}: dropped 1 row: prompt longer than 1,000,000 characters (--strict refuses them)"]
-    assert len(pd.read_parquet(tmp_path / "out" / "biology" / "test.parquet")) == 50
+    assert len(pd.read_parquet(tmp_path / "out" / "biology" / "test.parquet")) == 8
     code, err, _ = _run_sciknoweval(tmp_path, capsys, "--strict")
-    assert (code, err) == (1, [f"error: {test}:51: fields 'prompt' and 'system' hold {chars:,} characters, over the "
+    assert (code, err) == (1, [f"error: {test}:9: fields 'prompt' and 'system' hold {chars:,} characters, over the "
                                f"1,000,000-character bound (--max-prompt-chars){REFUSAL_HINT}"])
 
 
-def test_the_prompt_bound_is_a_flag_and_counts_prompt_and_system(splits_root, tmp_path, capsys):
+def test_the_prompt_bound_is_a_flag_and_counts_prompt_and_system(sample_splits, tmp_path, capsys):
     from srpo_verl.data.splits import RowScreen
 
-    _copy_split_tree(splits_root, tmp_path / "splits")
+    _copy_split_tree(sample_splits, tmp_path / "splits")
     rows = sciknoweval.read_local_split(tmp_path / "splits", "biology", "test")
     lengths = [sum(len(m["content"]) for m in row["prompt"]) for row in rows]
     longest = max(lengths)
-    assert longest == 944 + len(sciknoweval.SYSTEM_PROMPT) and lengths.count(longest) == 10
+    assert longest == 944 + len(sciknoweval.SYSTEM_PROMPT) and lengths.count(longest) == 1
     screen = RowScreen(strict=False, max_prompt_chars=longest - 1)
-    assert len(sciknoweval.read_local_split(tmp_path / "splits", "biology", "test", screen)) == 40
-    assert screen.summary() == [f"{tmp_path / 'splits'}/sciknoweval/biology/test.json: dropped 10 rows: prompt "
+    assert len(sciknoweval.read_local_split(tmp_path / "splits", "biology", "test", screen)) == 7
+    assert screen.summary() == [f"{tmp_path / 'splits'}/sciknoweval/biology/test.json: dropped 1 row: prompt "
                                 f"longer than {longest - 1:,} characters (--strict refuses them)"]
     screen = RowScreen(strict=False, max_prompt_chars=longest)
-    assert len(sciknoweval.read_local_split(tmp_path / "splits", "biology", "test", screen)) == 50
+    assert len(sciknoweval.read_local_split(tmp_path / "splits", "biology", "test", screen)) == 8
     with pytest.raises(SystemExit) as usage_error:  # argparse's usage error, status 2
         _run_sciknoweval(tmp_path, capsys, "--max-prompt-chars", "0")
     assert usage_error.value.code == 2
@@ -301,20 +312,21 @@ def test_the_prompt_bound_is_a_flag_and_counts_prompt_and_system(splits_root, tm
         "error: --max-prompt-chars must be a positive number of characters, got 0")
 
 
-def test_library_readers_refuse_rather_than_drop_by_default(splits_root, tmp_path):
+def test_library_readers_refuse_rather_than_drop_by_default(sample_splits, tmp_path):
     from srpo_verl.data.splits import SplitError
 
-    task_dir = _copy_split_tree(splits_root, tmp_path / "splits")
+    task_dir = _copy_split_tree(sample_splits, tmp_path / "splits")
     _append_line(task_dir / "test.json", _line(task_dir / "test.json", 1))
-    with pytest.raises(SplitError, match=r"test\.json:51: field 'idx' 473: the same row as line 1 \(refused"):
+    with pytest.raises(SplitError, match=r"test\.json:9: field 'idx' 473: the same row as line 1 \(refused"):
         sciknoweval.read_local_split(tmp_path / "splits", "biology", "test")
 
 
-def test_the_paper_splits_share_one_materials_question_under_two_idx(splits_root):
-    """Kept as the paper's split (docs/TASKS.md): the check across splits is by idx, not by prompt text."""
+def test_the_paper_splits_share_one_materials_question_under_two_idx(splits):
+    """Kept as the paper's split (docs/TASKS.md): the check across splits is by idx, not by prompt text. The sample
+    holds both rows."""
     shared = []
-    train = {row["prompt"]: row for row in load_jsonl(splits_root / "sciknoweval" / "material" / "train.json")}
-    for row in load_jsonl(splits_root / "sciknoweval" / "material" / "test.json"):
+    train = {row["prompt"]: row for row in load_jsonl(splits.root / "sciknoweval" / "material" / "train.json")}
+    for row in load_jsonl(splits.root / "sciknoweval" / "material" / "test.json"):
         if row["prompt"] in train:
             shared.append((train[row["prompt"]]["idx"], row["idx"], train[row["prompt"]]["answer"], row["answer"]))
     assert shared == [(377, 365, "B", "B")]
@@ -340,37 +352,98 @@ def _split_options(prompt, question):
     return labels, texts
 
 
-@pytest.mark.parametrize("task", list(PAPER_COUNTS))
-def test_hf_formatting_and_split_reproduce_the_sdpo_rows(task, splits_root):
-    """Rebuild HF-style rows (question, choices, answerKey, details, type) from the SDPO rows, add rows the filter
-    must drop, and run the from-HF path: it must give back the SDPO train/test rows exactly, in order."""
+def _hf_rows(task, root, n_source):
+    """What `load_dataset` gives for one task, rebuilt for the SDPO rows under `root`: the HF-style row (question,
+    choices, answerKey, type, details) of each SDPO row at the position its idx numbers, a made-up L3 question at
+    every other position of the task's `n_source` L3 MCQ rows, and after every 100th position two rows the SDPO
+    filter drops (another level, another type). Returns (hf_rows, the SDPO rows by idx)."""
     by_idx = {}
     for split in ("train", "test"):
-        for row in load_jsonl(splits_root / "sciknoweval" / task / f"{split}.json"):
+        for row in load_jsonl(root / "sciknoweval" / task / f"{split}.json"):
             by_idx[row["idx"]] = row
     hf_rows = []
-    for idx in sorted(by_idx):
-        row = by_idx[idx]
-        question = row["description"][: -len(sciknoweval.DESCRIPTION_SUFFIX)]
-        labels, texts = _split_options(row["prompt"], question)
-        hf_rows.append({"question": question, "choices": {"label": labels, "text": texts}, "answerKey": row["answer"],
+    for idx in range(n_source):
+        row = by_idx.get(idx)
+        if row is None:
+            question, labels, texts, answer = f"Made-up question {idx}?", list("ABCD"), list("wxyz"), "A"
+        else:
+            question = row["description"][: -len(sciknoweval.DESCRIPTION_SUFFIX)]
+            (labels, texts), answer = _split_options(row["prompt"], question), row["answer"]
+        hf_rows.append({"question": question, "choices": {"label": labels, "text": texts}, "answerKey": answer,
                         "type": "mcq-2-choices" if len(labels) == 2 else "mcq-4-choices",
                         "domain": sciknoweval.HF_CONFIGS[task], "details": {"level": "L3"}})
-        if idx % 100 == 0:  # rows of other levels and types, which the SDPO filter drops
+        if idx % 100 == 0:
             hf_rows.append(dict(hf_rows[-1], details={"level": "L2"}))
             hf_rows.append(dict(hf_rows[-2], type="true_or_false"))
+    return hf_rows, by_idx
+
+
+def _without_index(rows):
+    """verl rows without extra_info's `index` (the position in the file, which a sample renumbers)."""
+    return [dict(row, extra_info={k: v for k, v in row["extra_info"].items() if k != "index"}) for row in rows]
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_hf_formatting_and_split_reproduce_the_sdpo_rows(task, splits):
+    """Run the from-HF path on HF-style rows rebuilt from the SDPO rows: each SDPO row comes back in its split, in
+    file order, with the same prompt, system text and answer (the full splits: the files exactly)."""
+    hf_rows, by_idx = _hf_rows(task, splits.root, sum(splits.paper[task]))
     rebuilt = sciknoweval.rows_from_hf(task, hf_rows)
-    for split in ("train", "test"):
-        expected = sciknoweval.read_local_split(splits_root, task, split)
-        assert len(rebuilt[split]) == PAPER_COUNTS[task][split == "test"]
-        assert rebuilt[split] == expected
+    for split, paper_count in zip(("train", "test"), splits.paper[task]):
+        expected = sciknoweval.read_local_split(splits.root, task, split)
+        assert len(rebuilt[split]) == paper_count
+        kept = [row for row in rebuilt[split] if row["extra_info"]["source_idx"] in by_idx]
+        assert len(kept) == len(expected) and _without_index(kept) == _without_index(expected)
+        if splits.kind == "full":
+            assert rebuilt[split] == expected
 
 
-@pytest.mark.parametrize("task, n_rows", [("chemistry", 2100), ("physics", 800), ("biology", 500), ("material", 935)])
-def test_datasets_90_10_seed_42_split_matches_the_sdpo_files(task, n_rows, splits_root):
-    train, test = sciknoweval.split_train_test(n_rows)
-    assert train == [row["idx"] for row in load_jsonl(splits_root / "sciknoweval" / task / "train.json")]
-    assert test == [row["idx"] for row in load_jsonl(splits_root / "sciknoweval" / task / "test.json")]
+@pytest.mark.parametrize("task", TASKS)
+def test_datasets_90_10_seed_42_split_matches_the_sdpo_files(task, splits):
+    """The SDPO files list `split_train_test(source rows)` in its order: all of it (the full splits), or its first
+    positions and then, for material, the one more row the sample keeps."""
+    train, test = sciknoweval.split_train_test(sum(splits.paper[task]))
+    for positions, split, sample_head in ((train, "train", 24), (test, "test", 8)):
+        file_idx = [row["idx"] for row in load_jsonl(splits.root / "sciknoweval" / task / f"{split}.json")]
+        head = len(positions) if splits.kind == "full" else sample_head
+        assert file_idx[:head] == positions[:head]
+        kept = set(file_idx)
+        assert [position for position in positions if position in kept] == file_idx
+
+
+def test_from_hf_script_parses_what_load_dataset_gives(sample_splits, tmp_path, monkeypatch, capsys):
+    """`--from-hf` end to end with `datasets.load_dataset` answering from the sample (no network): it asks for the
+    task's config of the test split, and every sample row comes out as `--local` writes it."""
+    import datasets
+
+    asked = []
+
+    def load_dataset(name, config, split):
+        asked.append((name, config, split))
+        task = next(task for task, hf_config in sciknoweval.HF_CONFIGS.items() if hf_config == config)
+        return datasets.Dataset.from_list(_hf_rows(task, sample_splits, sum(sciknoweval.EXPECTED_COUNTS[task]))[0])
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    script = _load_script("prepare_sciknoweval")
+    assert script.main(["--from-hf", "--out", str(tmp_path / "hf"), "--tasks", "biology,material"]) == 0
+    assert asked == [("hicai-zju/SciKnowEval", "Biology", "test"), ("hicai-zju/SciKnowEval", "Material", "test")]
+    argv = ["--local", str(sample_splits), "--out", str(tmp_path / "local"), "--tasks", "biology,material",
+            "--no-count-check"]
+    assert script.main(argv) == 0
+    for task in ("biology", "material"):
+        for split in ("train", "test"):
+            local = pd.read_parquet(tmp_path / "local" / task / f"{split}.parquet").to_dict("records")
+            from_hf = pd.read_parquet(tmp_path / "hf" / task / f"{split}.parquet").to_dict("records")
+            assert len(from_hf) == getattr(sciknoweval.EXPECTED_COUNTS[task], split)
+            sample_idx = {row["extra_info"]["source_idx"] for row in local}
+            kept = [row for row in from_hf if row["extra_info"]["source_idx"] in sample_idx]
+            assert len(kept) == len(local) > 0
+            assert _comparable(_without_index(kept)) == _comparable(_without_index(local))
+
+
+def _comparable(records):
+    """Parquet records with the chat messages as a plain list (they read back as a numpy array)."""
+    return [dict(record, prompt=list(record["prompt"])) for record in records]
 
 
 def test_from_hf_offline_fails_with_a_clear_message(monkeypatch):
@@ -386,46 +459,76 @@ def test_from_hf_offline_fails_with_a_clear_message(monkeypatch):
 
 # ---- tool use -----------------------------------------------------------------------------------------------------
 
-def test_tooluse_test_split_counts_schema_and_default_system_prompt(splits_root, tmp_path, capsys):
+def test_tooluse_test_split_counts_schema_and_default_system_prompt(splits, tmp_path, capsys):
     script = _load_script("prepare_tooluse")
-    assert script.main(["--local", str(splits_root), "--out", str(tmp_path), "--splits", "test"]) == 0
-    assert "tooluse    test       68     68" in capsys.readouterr().out
+    argv = ["--local", str(splits.root), "--out", str(tmp_path), "--splits", "test", *splits.count_args]
+    assert script.main(argv) == 0
+    rows = splits.counts["tooluse"][1]
+    assert f"tooluse    test   {rows:>6}     68" in capsys.readouterr().out
     frame = pd.read_parquet(tmp_path / "tooluse" / "test.parquet")
-    assert len(frame) == 68
+    assert len(frame) == rows
     _check_verl_schema(frame, "tooluse", "test")
-    source_rows = load_jsonl(splits_root / "tooluse" / "test.json")
+    source_rows = load_jsonl(splits.root / "tooluse" / "test.json")
+    assert len(source_rows) == rows
     for row, source in zip(frame.itertuples(index=False), source_rows):
         assert list(row.prompt) == [{"role": "system", "content": tooluse.SRPO_SYSTEM_PROMPT},
                                     {"role": "user", "content": source["prompt"]}]
         assert row.reward_model["ground_truth"] == source["answer"] and row.ability == "tooluse"
 
 
-def test_tooluse_sdpo_system_prompt_choice_uses_the_rows_own(splits_root, tmp_path):
+def test_tooluse_sdpo_system_prompt_choice_uses_the_rows_own(splits, tmp_path):
     script = _load_script("prepare_tooluse")
-    argv = ["--local", str(splits_root), "--out", str(tmp_path), "--splits", "test", "--system-prompt", "sdpo"]
+    argv = ["--local", str(splits.root), "--out", str(tmp_path), "--splits", "test", "--system-prompt", "sdpo",
+            *splits.count_args]
     assert script.main(argv) == 0
     frame = pd.read_parquet(tmp_path / "tooluse" / "test.parquet")
+    assert len(frame) == splits.counts["tooluse"][1]
     assert all([m["role"] for m in p] == ["user"] for p in frame["prompt"])  # every SDPO row has system null
 
 
-def test_tooluse_missing_train_split_names_the_way_out(splits_root, tmp_path, capsys):
-    assert _load_script("prepare_tooluse").main(["--local", str(splits_root), "--out", str(tmp_path)]) == 1
+def test_from_github_script_parses_what_the_download_gives(sample_splits, tmp_path, monkeypatch):
+    """`--from-github` end to end with `urlopen` answering with the sample's bytes (no network): it fetches the SDPO
+    repository's file, keeps it under <out>/_downloads and writes what `--local` writes."""
+    import io
+    import urllib.request
+
+    fetched = []
+
+    def urlopen(url, timeout):
+        fetched.append(url)
+        return io.BytesIO((sample_splits / "tooluse" / "test.json").read_bytes())
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    script = _load_script("prepare_tooluse")
+    common = ["--splits", "test", "--no-count-check"]
+    assert script.main(["--from-github", "--out", str(tmp_path / "gh"), *common]) == 0
+    assert fetched == ["https://raw.githubusercontent.com/lasgroup/SDPO/main/datasets/tooluse/test.json"]
+    downloaded = tmp_path / "gh" / "_downloads" / "tooluse" / "test.json"
+    assert downloaded.read_bytes() == (sample_splits / "tooluse" / "test.json").read_bytes()
+    assert script.main(["--local", str(sample_splits), "--out", str(tmp_path / "local"), *common]) == 0
+    from_github = pd.read_parquet(tmp_path / "gh" / "tooluse" / "test.parquet").to_dict("records")
+    local = pd.read_parquet(tmp_path / "local" / "tooluse" / "test.parquet").to_dict("records")
+    assert len(from_github) == 27 and _comparable(from_github) == _comparable(local)
+
+
+def test_tooluse_missing_train_split_names_the_way_out(sample_splits, tmp_path, capsys):
+    assert _load_script("prepare_tooluse").main(["--local", str(sample_splits), "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "missing split file" in err and "tooluse/train.json" in err and "--splits test" in err
 
 
-def _write_small_tooluse_tree(root, splits_root, n_train=5):
-    """A train file in the SDPO format (rows derived from real test rows) next to the real test file."""
+def _write_small_tooluse_tree(root, source_root, n_train=5):
+    """A train file in the SDPO format (rows derived from real test rows) next to a copy of the test file."""
     (root / "tooluse").mkdir(parents=True)
-    test_rows = load_jsonl(splits_root / "tooluse" / "test.json")
+    test_rows = load_jsonl(source_root / "tooluse" / "test.json")
     train_rows = [dict(row, idx=i) for i, row in enumerate(test_rows[:n_train])]
     (root / "tooluse" / "train.json").write_text("".join(json.dumps(r) + "\n" for r in train_rows), encoding="utf-8")
-    (root / "tooluse" / "test.json").write_text((splits_root / "tooluse" / "test.json").read_text(encoding="utf-8"))
+    (root / "tooluse" / "test.json").write_text((source_root / "tooluse" / "test.json").read_text(encoding="utf-8"))
     return root
 
 
-def test_tooluse_small_train_file_needs_the_count_waiver(splits_root, tmp_path, capsys):
-    root = _write_small_tooluse_tree(tmp_path / "splits", splits_root)
+def test_tooluse_small_train_file_needs_the_count_waiver(sample_splits, tmp_path, capsys):
+    root = _write_small_tooluse_tree(tmp_path / "splits", sample_splits)
     script = _load_script("prepare_tooluse")
     assert script.main(["--local", str(root), "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
@@ -441,8 +544,8 @@ def test_tooluse_small_train_file_needs_the_count_waiver(splits_root, tmp_path, 
     (_set_field("system", 3), r"train\.json:2: field 'system' must be a string or null"),
     (_drop_field("prompt"), r"train\.json:2: field 'prompt' is missing"),
 ])
-def test_tooluse_malformed_rows_fail_naming_line_and_field(mutate, message, splits_root, tmp_path, capsys):
-    root = _write_small_tooluse_tree(tmp_path / "splits", splits_root)
+def test_tooluse_malformed_rows_fail_naming_line_and_field(mutate, message, sample_splits, tmp_path, capsys):
+    root = _write_small_tooluse_tree(tmp_path / "splits", sample_splits)
     _rewrite_line(root / "tooluse" / "train.json", 2, mutate)
     argv = ["--local", str(root), "--out", str(tmp_path / "out"), "--no-count-check"]
     assert _load_script("prepare_tooluse").main(argv) == 1
@@ -454,8 +557,8 @@ def test_tooluse_malformed_rows_fail_naming_line_and_field(mutate, message, spli
     ('[{"Action": "", "Action_Input": "{}"}]', "tooluse ground_truth call 0 Action is empty"),
     ('[{"Action": 5, "Action_Input": "{}"}]', "tooluse ground_truth call 0 Action must be a string, got int"),
 ])
-def test_tooluse_gold_lists_no_completion_can_match_are_refused(answer, message, splits_root, tmp_path, capsys):
-    root = _write_small_tooluse_tree(tmp_path / "splits", splits_root)
+def test_tooluse_gold_lists_no_completion_can_match_are_refused(answer, message, sample_splits, tmp_path, capsys):
+    root = _write_small_tooluse_tree(tmp_path / "splits", sample_splits)
     _rewrite_line(root / "tooluse" / "train.json", 2, _set_field("answer", answer))
     argv = ["--local", str(root), "--out", str(tmp_path / "out"), "--no-count-check"]
     assert _load_script("prepare_tooluse").main(argv) == 1
@@ -463,8 +566,8 @@ def test_tooluse_gold_lists_no_completion_can_match_are_refused(answer, message,
         f"error: {root / 'tooluse' / 'train.json'}:2: field 'answer' is not a valid gold call list: {message}"]
 
 
-def test_tooluse_duplicates_and_invalid_utf8(splits_root, tmp_path, capsys):
-    root = _write_small_tooluse_tree(tmp_path / "splits", splits_root)
+def test_tooluse_duplicates_and_invalid_utf8(sample_splits, tmp_path, capsys):
+    root = _write_small_tooluse_tree(tmp_path / "splits", sample_splits)
     train = root / "tooluse" / "train.json"
     _append_line(train, _line(train, 5))
     argv = ["--local", str(root), "--out", str(tmp_path / "out"), "--no-count-check"]
@@ -504,29 +607,38 @@ def _tiny_chat_tokenizer():
     return tokenizer
 
 
-@pytest.mark.parametrize("task, split, rows, roles", [
-    ("biology", "test", 50, ["system", "user"]),
-    ("tooluse", "test", 68, ["system", "user"]),
-])
-def test_verl_rlhf_dataset_reads_the_prepared_parquet(task, split, rows, roles, splits_root, prepared_sciknoweval,
-                                                      tmp_path):
+@pytest.mark.parametrize("task, roles", [("biology", ["system", "user"]), ("tooluse", ["system", "user"])])
+def test_verl_rlhf_dataset_reads_the_prepared_parquet(task, roles, splits, prepared_sciknoweval, tmp_path):
     from omegaconf import OmegaConf
     from verl.utils.dataset.rl_dataset import RLHFDataset
 
     if task == "tooluse":
-        assert _load_script("prepare_tooluse").main(["--local", str(splits_root), "--out", str(tmp_path),
-                                                     "--splits", "test"]) == 0
+        argv = ["--local", str(splits.root), "--out", str(tmp_path), "--splits", "test", *splits.count_args]
+        assert _load_script("prepare_tooluse").main(argv) == 0
         path = tmp_path / "tooluse" / "test.parquet"
     else:
-        path = prepared_sciknoweval / task / f"{split}.parquet"
+        path = prepared_sciknoweval / task / "test.parquet"
     config = OmegaConf.create({"max_prompt_length": 4096, "filter_overlong_prompts": True,
                                "filter_overlong_prompts_workers": 1, "cache_dir": str(tmp_path / "cache"),
                                "apply_chat_template_kwargs": {"enable_thinking": False}})
     dataset = RLHFDataset([str(path)], _tiny_chat_tokenizer(), config)
-    assert len(dataset) == rows
+    assert len(dataset) == splits.counts[task][1]
     item = dataset[3]
     assert [m["role"] for m in item["raw_prompt"]] == roles
     assert item["data_source"] == task.replace("biology", "sciknoweval") and item["index"] == 3
     result = compute_score(item["data_source"], "<answer>Z</answer>", item["reward_model"]["ground_truth"],
                            item["extra_info"])
     assert result["score"] == 0.0
+
+
+def test_the_sample_is_rows_of_the_full_split_files_byte_for_byte(sample_splits, full_splits):
+    """tests/fixtures/sdpo_splits/README.md: each sample file is the first lines of its split file (24 train, 8 test,
+    24 tooluse), then a few named rows further down, in file order, unchanged."""
+    heads = {"train.json": 24, "test.json": 8}
+    files = sorted(sample_splits.rglob("*.json"))
+    assert len(files) == 9
+    for path in files:
+        full_lines = (full_splits / path.relative_to(sample_splits)).read_bytes().split(b"\n")
+        positions = [full_lines.index(line) for line in path.read_bytes().split(b"\n")[:-1]]
+        head = 24 if path.parent.name == "tooluse" else heads[path.name]
+        assert positions[:head] == list(range(head)) and positions == sorted(set(positions)), path

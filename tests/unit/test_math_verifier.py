@@ -4,8 +4,8 @@ threads, where math-verify's own signal-based timeouts cannot work."""
 
 from __future__ import annotations
 
+import signal
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -18,7 +18,7 @@ SOURCE = "math_verify/MATH-500"
 
 @pytest.fixture(scope="module", autouse=True)
 def warm_pool():
-    """Start the workers once (sympy's import takes seconds on a loaded machine), outside any timing."""
+    """Start the workers once (sympy's import takes seconds on a loaded machine)."""
     with ThreadPoolExecutor(math_answer.MAX_WORKERS) as pool:
         list(pool.map(lambda _: compute_score(SOURCE, "\\boxed{1}", "1"), range(math_answer.MAX_WORKERS)))
     yield
@@ -76,24 +76,25 @@ def test_non_string_and_unicode_completions():
 
 def test_only_the_tail_is_read():
     filler = "step. " * 200_000  # 1.2 MB of reasoning
-    started = time.perf_counter()
     assert compute_score(SOURCE, filler + "\\boxed{7}", "7")["score"] == 1.0
     # an answer before the last MAX_TAIL_CHARS characters is not seen
     late = compute_score(SOURCE, "\\boxed{7}" + "x" * (math_answer.MAX_TAIL_CHARS + 10), "7")
     assert late["score"] == 0.0 and late["format_ok"] is False
-    assert time.perf_counter() - started < 10
 
 
 @pytest.mark.parametrize("completion", [
     "\\boxed{9^{9^{9^{9^{9}}}}}",                                   # sympy evaluates the tower
     "\\boxed{" + "\\frac{1}{" * 300 + "2" + "}" * 300 + "}",          # nested braces
 ], ids=["power-tower", "nested-frac"])
-def test_pathological_expressions_time_out_and_the_pool_recovers(completion):
-    started = time.perf_counter()
+def test_pathological_expressions_time_out_and_the_pool_recovers(completion, monkeypatch):
+    killed = []
+    kill = math_answer._Worker.kill
+    monkeypatch.setattr(math_answer._Worker, "kill", lambda worker: (killed.append(worker), kill(worker))[-1])
     result = math_answer.score_math(completion, "2", timeout_s=1.0)
-    elapsed = time.perf_counter() - started
     assert (result["score"], result["format_ok"], result["reason"]) == (0.0, False, "math-verify timed out after 1 s")
-    assert elapsed < 3.0, elapsed  # the timeout plus the kill, not the minutes sympy would take
+    # the worker was killed at the timeout, not left to the minutes sympy would take
+    (worker,) = killed
+    assert worker.process.returncode == -signal.SIGKILL
     assert compute_score(SOURCE, "\\boxed{2}", "2")["score"] == 1.0  # a replacement worker answers
 
 

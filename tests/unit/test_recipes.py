@@ -10,7 +10,6 @@ the fast path to the real entry point.
 
 from __future__ import annotations
 
-import copy
 import os
 import shutil
 import subprocess
@@ -28,7 +27,6 @@ SHELL_SCRIPTS = sorted(
      *(REPO / "scripts" / "launch").glob("*.sbatch"), *(REPO / "scripts" / "eval").glob("*.sh")]
 )
 TASKS = ("chemistry", "physics", "biology", "material", "tooluse")
-VERL_SEARCHPATH = "hydra.searchpath=[pkg://verl.trainer.config]"
 
 # method -> (lr, mini-batch in questions, loss aggregation): SRPO Table 3 and the brief's aggregation choice
 PAPER_METHOD_VALUES = {
@@ -120,28 +118,13 @@ def _missing_entry_point_message() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def compose_recipe():
-    """Compose srpo_trainer once, then apply a recipe's overrides with Hydra's own override code (no group changes
-    in the recipes, so this equals a fresh composition; the real dry run checks that)."""
+def compose_recipe(compose_config):
+    """srpo_trainer with a recipe's overrides applied (`compose_config`, tests/unit/conftest.py: no group changes in
+    the recipes, so this equals a fresh composition; the real dry run checks that)."""
     message = _missing_entry_point_message()
     if message:
         pytest.fail(message)
-    import srpo_verl.main  # noqa: F401  registers the ${srpo_verl_path:...} resolver
-    from hydra import compose, initialize_config_dir
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        base = compose("srpo_trainer", overrides=[VERL_SEARCHPATH])
-    parser = OverridesParser.create()
-
-    def apply(overrides: list[str]):
-        config = copy.deepcopy(base)
-        parsed = parser.parse_overrides([o for o in overrides if not o.startswith("hydra.")])
-        ConfigLoaderImpl._apply_overrides_to_config(parsed, config)
-        return config
-
-    return apply
+    return lambda overrides: compose_config("srpo_trainer", *(o for o in overrides if not o.startswith("hydra.")))
 
 
 def test_recipe_set_is_complete(real_dry_run):

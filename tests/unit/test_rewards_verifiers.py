@@ -1,4 +1,5 @@
-"""MCQ and tool-use verifiers on the real SDPO splits and on adversarial outputs (SRPO_SPEC §5.4)."""
+"""MCQ and tool-use verifiers on the SDPO splits (the repository's sample, and the full splits when SRPO_VERL_SPLITS
+names them: tests/conftest.py) and on adversarial outputs (SRPO_SPEC §5.4)."""
 
 import json
 import os
@@ -25,17 +26,19 @@ def _mcq_completion(letter):
 
 # ---- MCQ --------------------------------------------------------------------------------------------------------
 
-def test_every_sciknoweval_gold_answer_written_as_asked_scores_one(splits_root):
+def test_every_sciknoweval_gold_answer_written_as_asked_scores_one(splits):
     scored = 0
     for task in SCIKNOWEVAL_TASKS:
         for split in ("train", "test"):
-            for row in load_jsonl(splits_root / "sciknoweval" / task / f"{split}.json"):
+            for row in load_jsonl(splits.root / "sciknoweval" / task / f"{split}.json"):
                 result = compute_score("sciknoweval", _mcq_completion(row["answer"]), row["answer"])
                 assert (result["score"], result["format_ok"], result["pred"]) == (1.0, True, row["answer"]), row["idx"]
                 wrong = "B" if row["answer"] == "A" else "A"
                 assert compute_score("sciknoweval", _mcq_completion(wrong), row["answer"])["score"] == 0.0
                 scored += 1
-    assert scored == 1890 + 210 + 720 + 80 + 450 + 50 + 841 + 94
+    assert scored == sum(sum(splits.counts[task]) for task in SCIKNOWEVAL_TASKS)
+    if splits.kind == "full":
+        assert scored == 1890 + 210 + 720 + 80 + 450 + 50 + 841 + 94
 
 
 MEGABYTE = 1 << 20
@@ -96,13 +99,13 @@ def test_mcq_feedback_is_opt_in_and_never_names_the_gold_letter():
 
 # ---- tool use -----------------------------------------------------------------------------------------------------
 
-def _tool_rows(splits_root):
-    return load_jsonl(splits_root / "tooluse" / "test.json")
+def _tool_rows(root):
+    return load_jsonl(root / "tooluse" / "test.json")
 
 
-def test_every_tooluse_test_gold_answer_written_in_the_prompt_format_scores_one(splits_root):
-    rows = _tool_rows(splits_root)
-    assert len(rows) == 68
+def test_every_tooluse_test_gold_answer_written_in_the_prompt_format_scores_one(splits):
+    rows = _tool_rows(splits.root)
+    assert len(rows) == splits.counts["tooluse"][1]
     for row in rows:
         gold = parse_gold(row["answer"])
         completion = "Thought: I should call the tools the question needs.\n" + format_calls(gold.calls)
@@ -110,25 +113,26 @@ def test_every_tooluse_test_gold_answer_written_in_the_prompt_format_scores_one(
         assert (result["score"], result["format_ok"], result["reason"]) == (1.0, True, "correct"), row["idx"]
 
 
-def test_gold_actions_a_prompt_following_model_cannot_reach_are_named(splits_root):
+def test_gold_actions_a_prompt_following_model_cannot_reach_are_named(splits):
     """The Action/Action Input format expresses all 68 gold answers (the test above), but three rows name tools the
     prompt does not document, although it asks for "one of the tool names":
     - idx 4079: "[Optional]updateUserProfile" (the documented tool is updateUserProfile);
     - idx 4106, 4107: "getDetails", ToolAlpaca's ask-the-user pseudo-action, followed by calls whose ids
       (sourceId 12345, dashboardId 67890, ...) the question never gives.
-    A model that follows the prompt cannot score on them; every other gold action is a documented tool."""
+    A model that follows the prompt cannot score on them; every other gold action is a documented tool. The sample
+    holds those three rows."""
     undocumented = []
-    for row in _tool_rows(splits_root):
+    for row in _tool_rows(splits.root):
         for call in parse_gold(row["answer"]).calls:
             if f"\n{call.name}:" not in row["prompt"]:
                 undocumented.append((row["idx"], call.name))
     assert undocumented == [(4079, "[Optional]updateUserProfile"), (4106, "getDetails"), (4107, "getDetails")]
 
 
-def test_merged_inputs_make_repeated_calls_order_sensitive(splits_root):
+def test_merged_inputs_make_repeated_calls_order_sensitive(sample_splits):
     """Row 4052 calls searchAxolotlImages with size small, medium, large; the merge keeps only "large", so the
     same calls in another order fail and a completion that repeats the last call three times passes."""
-    row = next(r for r in _tool_rows(splits_root) if r["idx"] == 4052)
+    row = next(r for r in _tool_rows(sample_splits) if r["idx"] == 4052)
     calls = parse_gold(row["answer"]).calls
     assert [c.arguments["size"] for c in calls] == ["small", "medium", "large"]
     assert compute_score("tooluse", format_calls(calls[::-1]), row["answer"])["score"] == 0.0
@@ -248,9 +252,9 @@ def test_parse_tool_calls_keeps_order_and_arguments():
     assert parsed.calls[1].arguments == {"currency_pair": "USD/CAD", "price": 1.2, "page": 1}
 
 
-def test_every_tooluse_gold_pretty_printed_and_near_the_bounds_still_scores_one(splits_root):
+def test_every_tooluse_gold_pretty_printed_and_near_the_bounds_still_scores_one(splits):
     """The bounds leave room: indented JSON, a 1 MiB thought, and 200 mentions of "Action" in the reasoning."""
-    for row in _tool_rows(splits_root):
+    for row in _tool_rows(splits.root):
         calls = parse_gold(row["answer"]).calls
         pretty = "\n".join(f"Action: {c.name}\nAction Input: {json.dumps(c.arguments, indent=4)}" for c in calls)
         padded = "Thought: " + "z" * MEGABYTE + " the Action" * 200 + "\n" + pretty

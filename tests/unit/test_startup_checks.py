@@ -1,11 +1,10 @@
 """Driver start-up checks (srpo_verl.preflight.startup_checks) on real Hydra compositions of the shipped
 configs: every case of issues 12 §1 and 11 §2/§4 is refused with one line naming the key, and every shipped config
-passes. Compositions are made once per config and the overrides applied with Hydra's own override code (as
-tests/unit/test_recipes.py does), so each case costs milliseconds."""
+passes. Compositions are made once per config and the overrides applied with Hydra's own override code
+(`compose_config`, tests/unit/conftest.py), so each case costs milliseconds."""
 
 from __future__ import annotations
 
-import copy
 import json
 import subprocess
 import sys
@@ -20,37 +19,40 @@ from srpo_verl.preflight.config import validate_run_config
 from srpo_verl.verl_ext.settings import RunConfigError
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG_DIR = REPO / "srpo_verl" / "config"
 FAKE_VOCAB = 300
 
 
 @pytest.fixture(scope="module")
-def compose():
-    """compose(config_name, *overrides) -> DictConfig (base compositions cached)."""
-    import srpo_verl.main as entry  # registers the ${srpo_verl_path:...} resolver
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    bases = {}
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        for name in ("srpo_trainer", "cpu_srpo", "cpu_grpo"):
-            bases[name] = hydra_compose(name, overrides=[entry.SEARCHPATH_OVERRIDE])
-    parser = OverridesParser.create()
-
-    def apply(name: str, *overrides: str):
-        config = copy.deepcopy(bases[name])
-        ConfigLoaderImpl._apply_overrides_to_config(parser.parse_overrides(list(overrides)), config)
-        return config
-
-    return apply
+def compose(compose_config):
+    """compose(config_name, *overrides) -> DictConfig (tests/unit/conftest.py)."""
+    return compose_config
 
 
 def validate(config):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the off-policy warning is tested in test_srpo_config.py
         return validate_run_config(config)
+
+
+@pytest.mark.parametrize("name, overrides, key, value", [
+    ("cpu_srpo", ("srpo.teacher=live", "srpo.topk=7", "actor_rollout_ref.actor.ppo_micro_batch_size=3"),
+     "srpo.topk", 7),
+    ("srpo_trainer", ("actor_rollout_ref.model.path=Qwen/Qwen3-8B", "data.val_files=[a.parquet,b.parquet]",
+                      "+srpo.not_a_key=1", "~trainer.logger"), "trainer.logger", None),
+])
+def test_compose_config_equals_a_fresh_hydra_composition(compose, name, overrides, key, value):
+    """The shared helper (a cached composition plus Hydra's override code) gives what a fresh public `compose` with
+    the same overrides gives: set, added and deleted keys."""
+    import srpo_verl.main as entry
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(REPO / "srpo_verl" / "config"), version_base=None):
+        fresh = hydra_compose(name, overrides=[entry.SEARCHPATH_OVERRIDE, *overrides])
+    helped = compose(name, *overrides)
+    assert OmegaConf.select(helped, key) == value and OmegaConf.select(compose(name), key) != value
+    assert OmegaConf.to_container(helped) == OmegaConf.to_container(fresh)
 
 
 @pytest.mark.parametrize("name", ["srpo_trainer", "cpu_srpo", "cpu_grpo"])

@@ -339,25 +339,9 @@ def test_the_kinds_and_what_they_build():
 
 
 @pytest.fixture(scope="module")
-def compose():
-    """compose(*overrides) -> the cpu_srpo config with Hydra's overrides applied (composed once, as
-    tests/unit/test_startup_checks.py does)."""
-    import srpo_verl.main as entry  # registers the ${srpo_verl_path:...} resolver
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    with initialize_config_dir(config_dir=str(REPO / "srpo_verl" / "config"), version_base=None):
-        base = hydra_compose("cpu_srpo", overrides=[entry.SEARCHPATH_OVERRIDE])
-    parser = OverridesParser.create()
-
-    def make(*overrides: str):
-        config = copy.deepcopy(base)
-        ConfigLoaderImpl._apply_overrides_to_config(parser.parse_overrides(list(overrides)), config)
-        return config
-
-    return make
+def compose(compose_config):
+    """compose(*overrides) -> the cpu_srpo config with Hydra's overrides applied (tests/unit/conftest.py)."""
+    return lambda *overrides: compose_config("cpu_srpo", *overrides)
 
 
 def validate(config):

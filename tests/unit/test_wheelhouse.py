@@ -4,8 +4,9 @@ back together and install it offline.
 Two runs of the script:
   - offline: a local --find-links directory of wheels this test writes itself (a pure-Python one, and one package
     in two builds, cp312 manylinux and cp311, of which only the target's may be taken);
-  - PyPI (CI reaches it; ~100 kB): six (pure Python), MarkupSafe (a cp312 manylinux build, not this interpreter's)
-    and antlr4-python3-runtime 4.9.3 (source only on PyPI: built here; hydra-core needs it on the GPU machine).
+  - PyPI (marker `network`, outside the default run: `-m network`; ~100 kB): six (pure Python), MarkupSafe (a cp312
+    manylinux build, not this interpreter's) and antlr4-python3-runtime 4.9.3 (source only on PyPI: built here;
+    hydra-core needs it on the GPU machine).
 """
 
 from __future__ import annotations
@@ -154,6 +155,15 @@ def test_build_refuses_bad_input(tmp_path):
     assert result.returncode == 2 and "--part-size 12Q" in result.stderr
 
 
+def test_help_prints_the_usage_on_stdout_and_exits_0(tmp_path):
+    for args in (["--help"], ["-h"], ["build", "--help"], ["assemble", "-h"]):
+        result = run(*args, cwd=tmp_path)
+        assert (result.returncode, result.stderr) == (0, ""), args
+        assert result.stdout.startswith("Wheels for an air-gapped machine") and "assemble --lock LOCK" in result.stdout
+    result = run(cwd=tmp_path)  # no command: a usage error
+    assert result.returncode == 2 and result.stdout == "" and result.stderr.startswith("usage: ")
+
+
 @pytest.fixture(scope="module")
 def from_pypi(tmp_path_factory):
     root = tmp_path_factory.mktemp("pypi")
@@ -164,6 +174,7 @@ def from_pypi(tmp_path_factory):
     return root, result
 
 
+@pytest.mark.network
 def test_pypi_set_for_cp312_locks_splits_and_installs(from_pypi):
     root, result = from_pypi
     assert result.returncode == 0, result.stderr
