@@ -32,6 +32,7 @@ _EXPORTS = {
     "demonstration_texts": "teacher_prompt",
     "distill_divergence": "divergence",
     "distillation_token_loss": "losses",
+    "sampled_token_distillation_loss": "losses",
     "entropy_weight_stats": "weights",
     "entropy_weights": "weights",
     "gather_logprobs_with_entropy": "logprobs",

@@ -124,6 +124,23 @@ def distillation_token_loss(
     return distill_divergence(student, teacher, alpha)
 
 
+def sampled_token_distillation_loss(student_logp: torch.Tensor, teacher_logp: torch.Tensor) -> torch.Tensor:
+    """Per-token token-level distillation (SDPO's non-full-logit branch, reverse KL only):
+    ``(log π_S(y_t) − log π_T(y_t)).detach() · log π_S(y_t)`` on the sampled token y_t, teacher detached.
+
+    Its value is a sampled-token estimate of KL(π_S‖π_T) times log π_S; its gradient, (log π_S − log π_T)·∇log π_S,
+    is the score-function estimate of ∇KL(π_S‖π_T) on tokens sampled from the student.
+
+    Args:
+        student_logp: [...] the student's log-prob of each sampled token (with gradient), fp32.
+        teacher_logp: [...] the teacher's log-prob of the same token.
+
+    Returns:
+        [...].
+    """
+    return (student_logp - teacher_logp).detach() * student_logp
+
+
 @dataclass
 class RoutedTokenLoss:
     """Per-token loss contributions, each [B, T] and already multiplied by the branch weights (not masked)."""

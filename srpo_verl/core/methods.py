@@ -27,6 +27,10 @@ METHOD_ROUTE_MODE = {
 #: methods whose distillation tokens are weighted by exp(−β·H_teacher) (§1.4); SDPO and the ablations are not.
 METHODS_WITH_ENTROPY_WEIGHTS = frozenset({"srpo"})
 
+#: ``srpo.distill_mode``: ``topk`` (the paper: top-K + tail-bucket divergence on the logits) or ``sampled_token``
+#: (SDPO's token-level distillation: a reverse-KL estimate on the sampled token only).
+DISTILL_MODES = ("topk", "sampled_token")
+
 LOSS_AGG_MODES = ("token-mean", "token-sum", "seq-mean-token-mean", "seq-mean-token-sum")
 
 

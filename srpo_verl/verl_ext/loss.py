@@ -8,8 +8,9 @@ The non-tensor ``srpo_phase`` in the data says which pass this is:
   ``old``     (actor, π_old forward)  → the sampled-token log-probs of every response token and the student's top-K
                                         ids on distilled rows, three ids per int64 value (layout.pack_token_ids):
                                         1 + ceil(K / 3) outputs;
-  ``teacher`` (teacher engine)        → teacher log-probs at the student's ids (K outputs) and the full-vocabulary
-                                        teacher entropy;
+  ``teacher`` (teacher engine)        → teacher log-probs at the student's ids (K outputs; 1, the sampled token,
+                                        with ``srpo.distill_mode=sampled_token``) and the full-vocabulary teacher
+                                        entropy;
   ``update``  (actor, training)       → the sampled-token log-probs of every response token and the per-token
                                         divergence on distilled rows (two outputs, with gradient) and the detached
                                         per-token top-K mass gap (student − teacher, :func:`topk_mass_gap`), then
@@ -30,7 +31,7 @@ import torch
 
 from srpo_verl.core.diagnostics import topk_mass_gap
 from srpo_verl.core.logprobs import gather_logprobs_with_entropy, topk_token_ids
-from srpo_verl.core.losses import distillation_token_loss, routed_policy_loss
+from srpo_verl.core.losses import distillation_token_loss, routed_policy_loss, sampled_token_distillation_loss
 from srpo_verl.verl_ext.settings import SRPOSettings
 from srpo_verl.verl_ext.layout import ID_BITS, pack_token_ids, response_positions, select_rows
 
@@ -127,13 +128,19 @@ def update_ids(sampled: torch.Tensor, response_lens: torch.Tensor, rows: torch.T
 def update_outputs(settings: SRPOSettings, logits: torch.Tensor, data, positions: torch.Tensor):
     """(sampled-token log-probs [M], divergence [M], top-K mass gap [M]): the first two differentiable in
     ``logits`` [nnz, V], from one pass over each response row (log Z and every gathered id at once); the divergence
-    and the detached mass gap (student − teacher mass on the stored top-K ids) are 0 on tokens not distilled."""
+    and the detached mass gap (student − teacher mass on the stored top-K ids) are 0 on tokens not distilled.
+    With ``srpo.distill_mode=sampled_token`` the divergence is the token-level loss on the sampled token and the
+    mass gap is 0 (no top-K)."""
     response_lens = _lengths(data["responses"])
     rows = distilled_rows(data)
-    stored = select_rows(_lengths(data[TOPK_IDS]), rows)
-    stored_ids = data[TOPK_IDS].values()[stored].to(logits.device).long()
+    # the teacher's field holds the distilled rows' tokens (one placeholder token on the other rows)
+    stored = select_rows(_lengths(data[TEACHER_LOGP]), rows)
     sampled = sampled_token_ids(data, positions).to(logits.device)
-    ids, distilled = update_ids(sampled, response_lens, rows, stored_ids)
+    if settings.sampled_token:
+        ids, distilled = sampled.unsqueeze(-1), select_rows(response_lens, rows).to(sampled.device)
+    else:
+        stored_ids = data[TOPK_IDS].values()[stored].to(logits.device).long()
+        ids, distilled = update_ids(sampled, response_lens, rows, stored_ids)
     logp, _ = gather_logprobs_with_entropy(
         logits, ids, chunk_size=settings.logits_chunk_size, backend=settings.logits_backend, rows=positions
     )
@@ -145,10 +152,25 @@ def update_outputs(settings: SRPOSettings, logits: torch.Tensor, data, positions
         if logp.dtype != torch.float32 or teacher.dtype != torch.float32:
             raise TypeError(f"the divergence needs fp32 log-probs, got student {logp.dtype} and teacher "
                             f"{teacher.dtype} (logits {logits.dtype})")
-        token_div = distillation_token_loss(logp[distilled, 1:], teacher, settings.alpha, settings.add_tail)
+        if settings.sampled_token:
+            token_div = sampled_token_distillation_loss(logp[distilled, 0], teacher[:, 0])
+        else:
+            token_div = distillation_token_loss(logp[distilled, 1:], teacher, settings.alpha, settings.add_tail)
+            gap = gap.index_copy(0, distilled, topk_mass_gap(logp[distilled, 1:], teacher))
         divergence = divergence.index_copy(0, distilled, token_div)
-        gap = gap.index_copy(0, distilled, topk_mass_gap(logp[distilled, 1:], teacher))
     return logp[:, 0], divergence, gap
+
+
+def _topk_id_outputs(settings: SRPOSettings, logits: torch.Tensor, data, positions: torch.Tensor) -> dict:
+    """The π_old pass's top-K ids of the distilled rows' response tokens, three per int64 value, one output key per
+    value column ([1, nnz] each; 0 on every other token)."""
+    rows = distilled_rows(data)
+    picked = positions[select_rows(_lengths(data["responses"]), rows).to(logits.device)]
+    if logits.shape[-1] > 1 << ID_BITS:
+        raise ValueError(f"vocabulary of {logits.shape[-1]} tokens: the packed top-K ids hold ids below 2^{ID_BITS}")
+    ids = topk_token_ids(logits, settings.topk, chunk_size=settings.logits_chunk_size, rows=picked)
+    full = _scatter_rows(pack_token_ids(ids), picked, logits.shape[0])
+    return {topk_output_key(i): full[:, i].unsqueeze(0) for i in range(full.shape[-1])}
 
 
 def logits_processor(settings: SRPOSettings, student_logits: torch.Tensor, data) -> dict[str, torch.Tensor]:
@@ -161,14 +183,7 @@ def logits_processor(settings: SRPOSettings, student_logits: torch.Tensor, data)
     chunk, backend = settings.logits_chunk_size, settings.logits_backend
 
     if phase == "old":
-        rows = distilled_rows(data)
-        picked = positions[select_rows(response_lens, rows).to(logits.device)]
-        if logits.shape[-1] > 1 << ID_BITS:
-            raise ValueError(f"vocabulary of {logits.shape[-1]} tokens: the packed top-K ids hold ids below "
-                             f"2^{ID_BITS}")
-        ids = topk_token_ids(logits, settings.topk, chunk_size=chunk, rows=picked)
-        full = _scatter_rows(pack_token_ids(ids), picked, total)
-        outputs = {topk_output_key(i): full[:, i].unsqueeze(0) for i in range(full.shape[-1])}
+        outputs = {} if settings.sampled_token else _topk_id_outputs(settings, logits, data, positions)
         with torch.no_grad():
             sampled = sampled_token_ids(data, positions).to(logits.device)
             log_probs, _ = gather_logprobs_with_entropy(logits, sampled, chunk_size=chunk, backend=backend,

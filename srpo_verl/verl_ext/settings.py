@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from srpo_verl.core.methods import (LOGPROB_BACKENDS, METHOD_ROUTE_MODE, METHODS, METHODS_WITH_ENTROPY_WEIGHTS,
-                                    RoutedLossConfig)
+from srpo_verl.core.methods import (DISTILL_MODES, LOGPROB_BACKENDS, METHOD_ROUTE_MODE, METHODS,
+                                    METHODS_WITH_ENTROPY_WEIGHTS, RoutedLossConfig)
 from srpo_verl.core.teacher_prompt import TRUNCATION_MODES, TeacherTemplates
 
 #: methods that need the EMA teacher, the top-K ids and the distillation loss.
@@ -40,6 +40,7 @@ class SRPOSettings:
     alpha: float = 0.5
     ema_rate: float = 0.05
     teacher: str = "ema"
+    distill_mode: str = "topk"
     is_clip: float | None = 2.0
     adv_mix_lambda: float = 0.9
     max_reprompt_len: int = 10240
@@ -68,6 +69,7 @@ class SRPOSettings:
         if self.teacher not in TEACHER_KINDS:
             raise RunConfigError(f"srpo.teacher={self.teacher!r} is not one of {', '.join(TEACHER_KINDS)}")
         self._check_teacher_kind()
+        self._check_distill_mode()
         if self.reprompt_truncation not in TRUNCATION_MODES:
             raise RunConfigError(
                 f"srpo.reprompt_truncation={self.reprompt_truncation!r} is not one of {', '.join(TRUNCATION_MODES)}"
@@ -105,6 +107,26 @@ class SRPOSettings:
             what = "the current policy" if self.teacher == "live" else "the initial weights, frozen"
             raise RunConfigError(f"srpo.ema_rate={self.ema_rate!r} has no effect with srpo.teacher={self.teacher} "
                                  f"(no EMA: the teacher is {what}): leave it at {default_rate}, or use srpo.teacher=ema")
+
+    def _check_distill_mode(self) -> None:
+        """sampled_token is the official SDPO code's token-level branch: reverse KL only, on the sampled token, so
+        alpha must be 1 (srpo.topk and srpo.add_tail are not read in that mode)."""
+        if self.distill_mode not in DISTILL_MODES:
+            raise RunConfigError(f"srpo.distill_mode={self.distill_mode!r} is not one of {', '.join(DISTILL_MODES)}")
+        if self.distill_mode == "topk":
+            return
+        if not self.uses_teacher:
+            raise RunConfigError(f"srpo.distill_mode={self.distill_mode} has no effect with srpo.method={self.method} "
+                                 "(no distillation): drop it, or use a teacher method")
+        if self.alpha != 1.0:
+            raise RunConfigError(f"srpo.alpha={self.alpha!r} is not supported with srpo.distill_mode=sampled_token: "
+                                 "the token-level loss is reverse KL only (the official SDPO code asserts it); set "
+                                 "srpo.alpha=1")
+
+    @property
+    def sampled_token(self) -> bool:
+        """Token-level distillation: the teacher scores only the sampled token; no top-K ids are taken."""
+        return self.uses_teacher and self.distill_mode == "sampled_token"
 
     @classmethod
     def from_config(cls, group: Mapping[str, Any] | None) -> "SRPOSettings":

@@ -154,12 +154,15 @@ class SRPOTrainer(PPOTrainerSync):
         data = tq.kv_batch_get(
             keys=batch.keys,
             partition_id=batch.partition_id,
-            select_fields=["responses", "response_mask", "raw_prompt", L.TOPK_IDS]
+            select_fields=["responses", "response_mask", "raw_prompt"]
+            + ([] if self.srpo.sampled_token else [L.TOPK_IDS])
             + (["feedback"] if self.srpo.include_environment_feedback else []),
         )
         responses = data["responses"].unbind()
         response_masks = data["response_mask"].unbind()
-        stored_ids = data[L.TOPK_IDS].unbind()
+        # the ids the teacher scores: the student's top-K, or with token-level distillation the sampled token
+        query_ids = ([r.unsqueeze(-1) for r in responses] if self.srpo.sampled_token
+                     else data[L.TOPK_IDS].unbind())
         raw_prompts = list(data["raw_prompt"])
         feedbacks = list(data["feedback"]) if self.srpo.include_environment_feedback else [None] * len(batch)
         demo_rows = {int(route.demo_index[i]) for i in rows if int(route.demo_index[i]) >= 0}
@@ -180,12 +183,12 @@ class SRPOTrainer(PPOTrainerSync):
             prompt_ids.append(torch.tensor(prompt.input_ids, dtype=torch.long))
             truncated += int(prompt.truncated)
 
-        samples = [(tp, responses[i].long(), response_masks[i], stored_ids[i].long())
+        samples = [(tp, responses[i].long(), response_masks[i], query_ids[i].long())
                    for i, tp in zip(rows, prompt_ids, strict=True)]
         seq_lens = [int(tp.numel() + resp.numel()) for tp, resp, _, _ in samples]
         slots = dispatch_order(seq_lens, self._actor_dp_size(), self._teacher_micro_batch)
         eos = torch.tensor([self.tokenizer.eos_token_id], dtype=torch.long)
-        pad = (eos, eos, torch.ones(1, dtype=torch.long), torch.zeros(1, self.srpo.topk, dtype=torch.long))
+        pad = (eos, eos, torch.ones(1, dtype=torch.long), torch.zeros(1, self._query_width, dtype=torch.long))
         fields: dict[str, list] = {
             "prompts": [], "responses": [], "response_mask": [], "input_ids": [], "position_ids": [],
             "attention_mask": [], "loss_mask": [], L.QUERY_IDS: [],
@@ -213,8 +216,13 @@ class SRPOTrainer(PPOTrainerSync):
             wg._dispatch_info["actor"] = wg._query_dispatch_info("actor")
         return max(wg._dispatch_info["actor"]) + 1
 
+    @property
+    def _query_width(self) -> int:
+        """Ids the teacher scores per token: the top-K, or the sampled token alone."""
+        return 1 if self.srpo.sampled_token else self.srpo.topk
+
     def _teacher_step(self, routed: RoutedBatch, metrics: dict):
-        k = self.srpo.topk
+        k = self._query_width
         batch, route, response_lens = routed.meta, routed.route, routed.response_lens
         teacher = self._teacher_rows(batch, route)
         rows, td = teacher.rows, teacher.data

@@ -206,10 +206,11 @@ class SRPOWorker(ActorRolloutRefWorker):
         output = self.actor.infer_batch(data)
         if output is None:
             return None
-        packed = _stack_outputs(output, [srpo_loss_module.topk_output_key(i) for i in range(packed_id_width(k))])
-        ids = unpack_token_ids(packed, k)
-        rows = srpo_loss_module.distilled_rows(data)
-        output[srpo_loss_module.TOPK_IDS] = _response_frame(ids.to(torch.int32), data, rows)
+        if not self.srpo.sampled_token:  # token-level distillation scores the sampled token: no top-K ids
+            packed = _stack_outputs(output, [srpo_loss_module.topk_output_key(i) for i in range(packed_id_width(k))])
+            ids = unpack_token_ids(packed, k)
+            rows = srpo_loss_module.distilled_rows(data)
+            output[srpo_loss_module.TOPK_IDS] = _response_frame(ids.to(torch.int32), data, rows)
         output["log_probs"] = output.pop(srpo_loss_module.LOG_PROBS)
         return output.cpu()
 
