@@ -15,6 +15,7 @@ rows), which the EMA teacher and its checkpoint must survive: a kill-and-resume 
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -123,4 +124,9 @@ def test_kill_and_resume_on_two_ranks_reproduces_the_next_step(two_srpo, uneven_
     resumed = CpuRun(workdir, *uneven_assets, "srpo.method=srpo", "trainer.total_training_steps=3",
                      "trainer.save_freq=1", "trainer.resume_mode=auto", *TWO_RANKS)
     resumed.check([3])
+    log = resumed.log_path.read_text()
+    folder = resumed.workdir / "ckpt" / "global_step_2"
+    assert re.search(rf"\[srpo\] resuming from step 2 \({re.escape(str(folder))}\): actor \+ EMA teacher; "
+                     r"verified \d+ files", log), "the driver did not verify the checkpoint"
+    assert f"[srpo] resumed from step 2 ({folder}): actor + EMA teacher" in log  # the trainer, once loaded
     assert_same_step(two_srpo, resumed, 3)

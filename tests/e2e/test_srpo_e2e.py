@@ -86,6 +86,7 @@ def test_teacher_checkpoints_rotate_with_the_actors(srpo):
     assert teachers == actors == ["global_step_2", "global_step_3"], sorted(p.name for p in ckpt.glob("*/*"))
 
 
+@pytest.mark.slow  # its own verl launch; the default suite resumes on 2 ranks (tests/e2e/test_multirank_e2e.py)
 def test_resume_reproduces_the_next_step_with_the_ema_teacher(srpo, tiny_assets, tmp_path_factory):
     srpo.check([1, 2, 3])
     workdir = tmp_path_factory.mktemp("resumed")
