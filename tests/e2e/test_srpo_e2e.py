@@ -18,7 +18,7 @@ from collections import Counter
 import pytest
 import torch
 
-from srpo_verl import runs
+from srpo_verl.bench import cpu_run
 from srpo_verl.bench.cpu_run import CpuRun
 from srpo_verl.verl_ext.layout import route_batch
 
@@ -111,7 +111,7 @@ def test_a_corrupted_latest_checkpoint_is_refused_before_ray_naming_the_file_and
     ckpt = srpo.copy_checkpoints(workdir, 2, 3)
     shard = ckpt / "global_step_3" / "actor" / "model_world_size_1_rank_0.pt"
     entry = flip_first_float(shard)  # one float to 1e30: torch.load would read it without complaint
-    monkeypatch.setitem(runs.CPU_ENV, "HYDRA_FULL_ERROR", "0")  # the user's console: one line, exit 2
+    monkeypatch.setitem(cpu_run.CPU_ENV, "HYDRA_FULL_ERROR", "0")  # the user's console: one line, exit 2
     refused = CpuRun(workdir, *tiny_assets, "srpo.method=srpo", "trainer.total_training_steps=4",
                      "trainer.save_freq=1")
     log = refused.log_path.read_text()
