@@ -34,10 +34,11 @@ from verl.utils.debug import marked_timer
 
 from srpo_verl.core.teacher_prompt import demonstration_texts, select_teacher_context, tokenize_teacher_prompt
 from srpo_verl.core.weights import entropy_weights
+from srpo_verl.preflight import rows
 from srpo_verl.report.collapse import FormatDropWatch
 from srpo_verl.verl_ext import checkpoint as ckpt
 from srpo_verl.verl_ext import loss as L
-from srpo_verl.verl_ext import registration, sample_log
+from srpo_verl.verl_ext import registration, sample_log, save_guard
 from srpo_verl.verl_ext.config import validate_run_config
 from srpo_verl.verl_ext.layout import pack_response_field, route_batch, to_jagged
 from srpo_verl.verl_ext.worker import WORKER_SETTINGS_KEY, SRPOWorker
@@ -79,6 +80,16 @@ class SRPOTrainer(PPOTrainerSync):
                 {f: getattr(self.srpo, f) for f in self.srpo.__dataclass_fields__}
             )
         super().__init__(config)
+
+    # ------------------------------------------------------------------ data rows
+    def _init_dataloader(self):
+        super()._init_dataloader()
+        if rows.checked_before_ray(self.config):
+            return
+        for name, dataset in (("data.train_files", self.train_dataset), ("data.val_files", self.val_dataset)):
+            report = rows.check_dataset(dataset, name, self.config, self.tokenizer)
+            for note in rows.summary([report]):
+                print(f"{ckpt.PREFIX} {note}", flush=True)
 
     # ------------------------------------------------------------------ workers
     def _init_resource_pool_mgr(self):
@@ -327,6 +338,14 @@ class SRPOTrainer(PPOTrainerSync):
         return os.path.join(folder, f"global_step_{step}")
 
     def _save_checkpoint(self):
+        try:
+            self._save_checkpoint_steps()
+        except Exception as error:
+            failure = save_guard.save_failure(error, os.path.dirname(self._step_folder(0)), self.global_steps)
+            print(f"{ckpt.PREFIX} error: {failure}", file=sys.stderr, flush=True)
+            raise failure from None
+
+    def _save_checkpoint_steps(self):
         # The teacher goes first: verl's save ends by marking the step as the latest complete checkpoint. It rotates
         # with the actor (the same number kept); trainer.default_hdfs_dir is refused at start-up for the teacher
         # methods (config.py: verl 0.9.1's FSDP checkpoint manager never uploads, so neither would reach it).
