@@ -38,7 +38,7 @@ from srpo_verl.preflight import rows
 from srpo_verl.report.collapse import FormatDropWatch
 from srpo_verl.verl_ext import checkpoint as ckpt
 from srpo_verl.verl_ext import loss as L
-from srpo_verl.verl_ext import registration, sample_log, save_guard
+from srpo_verl.verl_ext import registration, reward_guard, sample_log, save_guard
 from srpo_verl.verl_ext.config import validate_run_config
 from srpo_verl.verl_ext.layout import pack_response_field, route_batch, to_jagged
 from srpo_verl.verl_ext.worker import WORKER_SETTINGS_KEY, SRPOWorker
@@ -79,6 +79,9 @@ class SRPOTrainer(PPOTrainerSync):
             config.actor_rollout_ref[WORKER_SETTINGS_KEY] = OmegaConf.create(
                 {f: getattr(self.srpo, f) for f in self.srpo.__dataclass_fields__}
             )
+        # reward workers record compute_score's exceptions here (reward_guard); drained once per step
+        self._reward_error_log = ray.remote(num_cpus=0)(reward_guard.ErrorLog).options(
+            name=reward_guard.ACTOR_NAME, get_if_exists=True).remote()
         super().__init__(config)
 
     # ------------------------------------------------------------------ data rows
@@ -90,6 +93,41 @@ class SRPOTrainer(PPOTrainerSync):
             report = rows.check_dataset(dataset, name, self.config, self.tokenizer)
             for note in rows.summary([report]):
                 print(f"{ckpt.PREFIX} {note}", flush=True)
+
+    # ------------------------------------------------------------------ reward failures (reward_guard)
+    def _reward_errors(self) -> dict:
+        log = getattr(self, "_reward_error_log", None)
+        return ray.get(log.drain.remote()) if log is not None else {"count": 0, "by_source": {}, "samples": []}
+
+    def _stop(self, line: str):
+        print(f"{ckpt.PREFIX} error: {line}", file=sys.stderr, flush=True)
+        return reward_guard.RewardErrorStop(line)
+
+    def step(self, metrics: dict, timing_raw: dict):
+        try:
+            return super().step(metrics, timing_raw)
+        except RuntimeError as error:
+            if reward_guard.ALL_FAILED not in str(error):
+                raise
+            line = reward_guard.all_failed_line(self.global_steps, self._reward_errors(),
+                                                reward_guard.reward_fn_name(self.config))
+            if line is None:
+                raise
+            raise self._stop(line) from None
+
+    def _balance_batch(self, batch, metrics, logging_prefix="global_seqlen", keep_minibatch=False):
+        batch = super()._balance_batch(batch, metrics, logging_prefix=logging_prefix, keep_minibatch=keep_minibatch)
+        padding = sum(bool(tag.get("is_padding", False)) for tag in batch.tags)
+        rows = len(batch.tags)
+        expected = (self.config.data.train_batch_size // self.parameter_sync_step
+                    * self.config.actor_rollout_ref.rollout.n)
+        step_metrics, line = reward_guard.step_verdict(
+            self.global_steps, self._reward_errors(), expected, rows - padding, padding, rows,
+            self.srpo.max_reward_error_rate, reward_guard.reward_fn_name(self.config))
+        metrics.update(step_metrics)
+        if line:
+            raise self._stop(line)
+        return batch
 
     # ------------------------------------------------------------------ workers
     def _init_resource_pool_mgr(self):
@@ -325,6 +363,7 @@ class SRPOTrainer(PPOTrainerSync):
     # ------------------------------------------------------------------ validation: the collapse warning
     def _validate(self):
         metrics = super()._validate()
+        metrics["srpo/val/reward_errors"] = float(self._reward_errors()["count"])
         watch_metrics, line = self._format_watch.update(self.global_steps, metrics)
         if line:
             print(line, flush=True)
