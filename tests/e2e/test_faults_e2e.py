@@ -1,0 +1,114 @@
+"""Fault injection through `python -m srpo_verl.main` (issue 23): what used to train wrong with exit 0 now stops
+with one line. The row and lock refusals happen before Ray (seconds); the reward runs go through the real trainer."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from srpo_verl.data.parquet import write_verl_parquet
+from srpo_verl.runs import CPU_ENV, CpuRun
+
+pytestmark = pytest.mark.e2e
+
+FAULTY = Path(__file__).resolve().parents[1] / "fixtures" / "faulty_reward" / "reward.py"
+
+
+def _rows(parquet: Path) -> list[dict]:
+    import pandas as pd
+
+    rows = pd.read_parquet(parquet).head(16).to_dict("records")
+    return [json.loads(json.dumps(r, default=lambda v: v.tolist())) for r in rows]
+
+
+def _main(workdir: Path, model: Path, train: Path, test: Path) -> tuple[int, list[str]]:
+    """`python -m srpo_verl.main --config-name cpu_srpo` as a user runs it (no HYDRA_FULL_ERROR): exit code and the
+    `error: ` lines of stderr."""
+    env = {**os.environ, **CPU_ENV}
+    env.pop("HYDRA_FULL_ERROR")
+    proc = subprocess.run([sys.executable, "-m", "srpo_verl.main", "--config-name", "cpu_srpo",
+                           f"data.train_files={train}", f"data.val_files={test}", f"actor_rollout_ref.model.path={model}",
+                           f"trainer.default_local_dir={workdir / 'ckpt'}", f"hydra.run.dir={workdir / 'hydra'}"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    return proc.returncode, [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+
+
+def test_bad_rows_and_a_held_directory_are_refused_before_ray(tiny_assets, tmp_path):
+    """Before: exit 0 (a row without ground truth scored 0, a [] prompt trained on the template, a second run
+    overwrote the first's checkpoints). Each refusal costs the driver's start-up only (~10 s, no Ray)."""
+    model, train, test = tiny_assets
+    rows = _rows(train)
+    rows[5]["reward_model"]["ground_truth"] = None
+    bad = write_verl_parquet(rows, tmp_path / "no_gt.parquet")
+    rc, errors = _main(tmp_path / "no_gt", model, bad, test)
+    assert rc == 2 and errors == [f"error: data.train_files={bad} row 5: reward_model.ground_truth is missing or null "
+                                 "(verl would score every rollout of this prompt 0); fix or drop the row"]
+
+    rows = _rows(train)
+    rows[3]["prompt"][1]["content"] = " ".join(["1 2 3 4 5 6 7 8 9"] * 12)
+    long = write_verl_parquet(rows, tmp_path / "long.parquet")
+    rc, errors = _main(tmp_path / "long", model, long, test)  # cpu_srpo: truncation=error, 64 tokens
+    assert rc == 2 and len(errors) == 1 and errors[0].startswith(f"error: data.train_files={long} row 3: prompt is ")
+    assert "over data.max_prompt_length=64, and data.truncation=error" in errors[0]
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from srpo_verl.preflight.lock import acquire_run_lock; "
+         "acquire_run_lock(sys.argv[1]); print('held', flush=True); time.sleep(600)", str(tmp_path / "busy" / "ckpt")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        rc, errors = _main(tmp_path / "busy", model, train, test)
+        assert rc == 2 and len(errors) == 1 and errors[0].startswith(f"error: trainer.default_local_dir={tmp_path / 'busy' / 'ckpt'} is in "
+                                               f"use by another run: pid {holder.pid} on ")
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.slow
+def test_reward_errors_above_the_bound_stop_the_run_naming_the_source(tiny_assets, tmp_path, monkeypatch):
+    """Before: exit 0, tracebacks, failed groups dropped and the batch padded every step. Cost: one step of the
+    real trainer (~3 min on the loaded 2-core machine)."""
+    monkeypatch.setenv("FAULTY_DIGIT", "7")
+    run = CpuRun(tmp_path, *tiny_assets, f"reward.custom_reward_function.path={FAULTY}",
+                 "trainer.total_training_steps=2", dumps=False)
+    assert run.rc == 1 and run.steps == {}, run.tail()
+    line = next(line for line in run.log_path.read_text().splitlines() if "[srpo] error: " in line)
+    message = line.split("[srpo] error: ", 1)[1]
+    assert message.startswith(f"step 1: reward.custom_reward_function compute_score ({FAULTY}) raised on ")
+    assert "of 32 rollouts" in message and "above srpo.max_reward_error_rate=0.01 (by data source: synthetic: " in message
+    assert "data source 'synthetic': ValueError: cannot parse '" in message and "one sample: ground_truth=" in message
+
+
+@pytest.mark.slow
+def test_reward_errors_under_the_bound_are_counted_every_step(tiny_assets, tmp_path, monkeypatch):
+    """Cost: two steps of the real trainer (~3-4 min loaded)."""
+    monkeypatch.setenv("FAULTY_DIGIT", "7")
+    run = CpuRun(tmp_path, *tiny_assets, f"reward.custom_reward_function.path={FAULTY}",
+                 "trainer.total_training_steps=2", "srpo.max_reward_error_rate=1.0")
+    run.check([1, 2])
+    for step in (1, 2):
+        m = run.steps[step]
+        kept = len(run.rollouts(step))
+        assert m["srpo/reward/errors"] >= 1 and m["srpo/reward/error_rate"] == m["srpo/reward/errors"] / 32
+        # a failed group keeps its scored siblings: at most the errors' share of rollouts is missing
+        assert m["srpo/batch/dropped_frac"] == pytest.approx((32 - kept) / 32) or kept == 32
+        assert 0 < m["srpo/batch/dropped_frac"] <= m["srpo/reward/error_rate"] + 1e-9
+
+
+@pytest.mark.slow
+def test_every_reward_call_failing_names_the_reward_function(tiny_assets, tmp_path, monkeypatch):
+    """Before: exit 1 after 113 s with verl's replay-buffer message (no reward function named, a key that would not
+    help). Cost: start-up and one rollout round (~3 min loaded)."""
+    monkeypatch.setenv("FAULTY_DIGIT", "all")
+    run = CpuRun(tmp_path, *tiny_assets, f"reward.custom_reward_function.path={FAULTY}",
+                 "trainer.total_training_steps=1", dumps=False)
+    assert run.rc == 1, run.tail()
+    line = next(line for line in run.log_path.read_text().splitlines() if "[srpo] error: " in line)
+    assert "raised on 32 of 32 rollouts (100.0%)" in line or "and no trajectory of the step was left" in line
+    assert f"reward.custom_reward_function compute_score ({FAULTY})" in line
