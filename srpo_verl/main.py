@@ -188,7 +188,16 @@ def main(config: DictConfig) -> None:
     startup(config)
     from verl.trainer.main_ppo import TaskRunnerV1, run_ppo
 
-    run_ppo(config, task_runner_class=TaskRunnerV1)
+    from srpo_verl.verl_ext.preempt import DriverPreemption
+
+    # SIGTERM: stop at a step boundary with a checkpoint, exit 143 (the SRPO trainer; srpo_verl/verl_ext/preempt.py)
+    preemption = DriverPreemption(str(OmegaConf.select(config, "trainer.default_local_dir")),
+                                  float(OmegaConf.select(config, "srpo.preempt_grace_s", default=300) or 300))
+    preemption.install()
+    try:
+        run_ppo(config, task_runner_class=TaskRunnerV1)
+    finally:
+        preemption.finish()
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import sys
+import time
 
 import ray
 import torch
@@ -38,7 +39,7 @@ from srpo_verl.preflight import rows
 from srpo_verl.report.collapse import FormatDropWatch
 from srpo_verl.verl_ext import checkpoint as ckpt
 from srpo_verl.verl_ext import loss as L
-from srpo_verl.verl_ext import registration, reward_guard, sample_log, save_guard
+from srpo_verl.verl_ext import preempt, registration, reward_guard, sample_log, save_guard
 from srpo_verl.verl_ext.config import validate_run_config
 from srpo_verl.verl_ext.layout import pack_response_field, route_batch, to_jagged
 from srpo_verl.verl_ext.worker import WORKER_SETTINGS_KEY, SRPOWorker
@@ -82,6 +83,8 @@ class SRPOTrainer(PPOTrainerSync):
         # reward workers record compute_score's exceptions here (reward_guard); drained once per step
         self._reward_error_log = ray.remote(num_cpus=0)(reward_guard.ErrorLog).options(
             name=reward_guard.ACTOR_NAME, get_if_exists=True).remote()
+        self._run_control = ray.remote(num_cpus=0)(preempt.RunControl).options(
+            name=preempt.CONTROL_NAME, get_if_exists=True).remote()
         super().__init__(config)
 
     # ------------------------------------------------------------------ data rows
@@ -128,6 +131,32 @@ class SRPOTrainer(PPOTrainerSync):
         if line:
             raise self._stop(line)
         return batch
+
+    # ------------------------------------------------------------------ preemption (preempt.py)
+    def on_step_begin(self):
+        super().on_step_begin()
+        control = getattr(self, "_run_control", None)
+        if control is not None and ray.get(control.stop_requested.remote()):
+            raise preempt.Preempted(self._stop_for_preemption(control))
+
+    def _stop_for_preemption(self, control) -> str:
+        """Save the last complete step unless the tracker names it; report where to resume."""
+        done = self.global_steps - 1
+        root = os.path.dirname(self._step_folder(0))
+        if done > 0 and preempt.last_complete(root) != done:
+            started = time.perf_counter()
+            self.global_steps = done
+            try:
+                self._save_checkpoint()
+            finally:
+                self.global_steps = done + 1
+            what = f"saved step {done} in {time.perf_counter() - started:.1f} s"
+        else:
+            what = "no step completed since the last checkpoint"
+        line = f"preempted (SIGTERM) before step {done + 1}: {what}; " + preempt.resume_hint(root, preempt.last_complete(root))
+        print(f"{ckpt.PREFIX} {line}", flush=True)
+        ray.get(control.report.remote(line))
+        return line
 
     # ------------------------------------------------------------------ workers
     def _init_resource_pool_mgr(self):
