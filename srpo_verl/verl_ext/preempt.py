@@ -98,8 +98,10 @@ class DriverPreemption:
         deadline = self.requested_at + self.grace_s
         while time.monotonic() < deadline and not self._done.is_set():
             try:
-                ray.get(ray.get_actor(CONTROL_NAME).request_stop.remote())
-                break
+                if ray.is_initialized():  # get_actor would start a cluster otherwise
+                    ray.get(ray.get_actor(CONTROL_NAME).request_stop.remote())
+                    break
+                self._done.wait(1.0)
             except Exception:  # the trainer is not up yet (or verl's own trainer: no control actor)
                 self._done.wait(1.0)
         if not self._done.wait(max(deadline - time.monotonic(), 0)):
