@@ -28,7 +28,10 @@ def _free(directory: Path) -> str:
         usage = shutil.disk_usage(probe)
     except OSError as error:
         return f"free space unknown ({error.strerror})"
-    return f"{usage.free / 2**30:.2f} GiB free of {usage.total / 2**30:.2f} GiB"
+    def size(n: int) -> str:
+        return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+    return f"{size(usage.free)} free of {size(usage.total)}"
 
 
 def last_complete_step(root: Path, failed: int) -> int | None:
@@ -79,10 +82,11 @@ def remove_partial(folder: Path) -> str:
 def save_failure(error: BaseException, root: Path, step: int) -> CheckpointSaveError:
     """The one-line error for a failed save of ``step`` under ``root`` (after removing its half-written folder)."""
     root = Path(root)
+    free = _free(root)  # before the removal frees the half-written step's bytes
     removed = remove_partial(root / f"global_step_{step}")
     last = last_complete_step(root, step)
     resume = (f"relaunch the same command to resume from step {last} ({root / f'global_step_{last}'})"
               if last is not None else "no earlier complete checkpoint: a relaunch starts over")
     return CheckpointSaveError(
-        f"saving the step {step} checkpoint into {root} failed ({_free(root)}): {_error_text(error)}; {removed}; "
+        f"saving the step {step} checkpoint into {root} failed ({free}): {_error_text(error)}; {removed}; "
         f"free space (or fix the OS error) and {resume}")
