@@ -59,8 +59,9 @@ class RunLock:
             except BlockingIOError:
                 os.close(fd)
                 raise RunLockError(
-                    f"trainer.default_local_dir={self.directory} is in use by another run: {_describe(_holder(self.path))} "
-                    f"holds {self.path}; wait for it to end, stop it, or give this run another trainer.default_local_dir"
+                    f"trainer.default_local_dir={self.directory} is in use by another run: "
+                    f"{_describe(_holder(self.path))} holds {self.path}; wait for it to end, stop it, or give this "
+                    "run another trainer.default_local_dir"
                 ) from None
             # the holder may have removed the file between our open and our flock: lock the file at the path
             try:

@@ -175,7 +175,8 @@ def check_rows(rows: Iterable[Mapping[str, Any]], report: FileReport, prompt_key
 
 def chat_lengths(tokenizer, chat_kwargs: Mapping[str, Any] | None = None) -> Callable[[list[list[dict]]], list[int]]:
     """Token counts of prompts as verl's agent loop builds them (chat template + generation prompt)."""
-    kwargs = {k: v for k, v in dict(chat_kwargs or {}).items() if k not in ("tokenize", "return_dict", "return_tensors")}
+    dropped = ("tokenize", "return_dict", "return_tensors")
+    kwargs = {k: v for k, v in dict(chat_kwargs or {}).items() if k not in dropped}
 
     def lengths(prompts: list[list[dict]]) -> list[int]:
         texts = tokenizer.apply_chat_template(prompts, add_generation_prompt=True, tokenize=False, **kwargs)

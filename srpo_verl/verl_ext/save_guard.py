@@ -1,11 +1,12 @@
 """A checkpoint save that fails (a full disk, any OS error) ends the run in one line, without a half-written step.
 
 verl 0.9.1 lets torch.save's C++ error through (``basic_ios::clear: iostream error``, or torch 2.13's
-``unexpected pos 704 vs 598`` for a write that ENOSPC cut short: no word of the disk) and leaves ``global_step_N/`` half written; the tracker still names the last
-complete step, but a later ``resume_mode=resume_path`` or a reader of the folder would take it. Here the failure
-(whatever the exception: any failure mid-save leaves the step half written) becomes ``CheckpointSaveError`` naming the directory, its free space, the error and the step to resume from, and the
-half-written folder is removed (renamed ``global_step_N.incomplete`` when it cannot be removed, which nothing reads:
-verl and srpo_verl only read ``global_step_<digits>``).
+``unexpected pos 704 vs 598`` for a write that ENOSPC cut short: no word of the disk) and leaves ``global_step_N/``
+half written; the tracker still names the last complete step, but a later ``resume_mode=resume_path`` or a reader of
+the folder would take it. Here the failure (whatever the exception: any failure mid-save leaves the step half
+written) becomes ``CheckpointSaveError`` naming the directory, its free space, the error and the step to resume
+from, and the half-written folder is removed (renamed ``global_step_N.incomplete`` when it cannot be removed, which
+nothing reads: verl and srpo_verl only read ``global_step_<digits>``).
 """
 
 from __future__ import annotations

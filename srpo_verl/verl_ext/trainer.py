@@ -121,11 +121,11 @@ class SRPOTrainer(PPOTrainerSync):
     def _balance_batch(self, batch, metrics, logging_prefix="global_seqlen", keep_minibatch=False):
         batch = super()._balance_batch(batch, metrics, logging_prefix=logging_prefix, keep_minibatch=keep_minibatch)
         padding = sum(bool(tag.get("is_padding", False)) for tag in batch.tags)
-        rows = len(batch.tags)
+        n_rows = len(batch.tags)
         expected = (self.config.data.train_batch_size // self.parameter_sync_step
                     * self.config.actor_rollout_ref.rollout.n)
         step_metrics, line = reward_guard.step_verdict(
-            self.global_steps, self._reward_errors(), expected, rows - padding, padding, rows,
+            self.global_steps, self._reward_errors(), expected, n_rows - padding, padding, n_rows,
             self.srpo.max_reward_error_rate, reward_guard.reward_fn_name(self.config))
         metrics.update(step_metrics)
         if line:
@@ -153,7 +153,8 @@ class SRPOTrainer(PPOTrainerSync):
             what = f"saved step {done} in {time.perf_counter() - started:.1f} s"
         else:
             what = "no step completed since the last checkpoint"
-        line = f"preempted (SIGTERM) before step {done + 1}: {what}; " + preempt.resume_hint(root, preempt.last_complete(root))
+        line = (f"preempted (SIGTERM) before step {done + 1}: {what}; "
+                + preempt.resume_hint(root, preempt.last_complete(root)))
         print(f"{ckpt.PREFIX} {line}", flush=True)
         ray.get(control.report.remote(line))
         return line

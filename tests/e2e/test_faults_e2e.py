@@ -31,10 +31,10 @@ def _main(workdir: Path, model: Path, train: Path, test: Path) -> tuple[int, lis
     `error: ` lines of stderr."""
     env = {**os.environ, **CPU_ENV}
     env.pop("HYDRA_FULL_ERROR")
-    proc = subprocess.run([sys.executable, "-m", "srpo_verl.main", "--config-name", "cpu_srpo",
-                           f"data.train_files={train}", f"data.val_files={test}", f"actor_rollout_ref.model.path={model}",
-                           f"trainer.default_local_dir={workdir / 'ckpt'}", f"hydra.run.dir={workdir / 'hydra'}"],
-                          env=env, capture_output=True, text=True, timeout=300)
+    cmd = [sys.executable, "-m", "srpo_verl.main", "--config-name", "cpu_srpo", f"data.train_files={train}",
+           f"data.val_files={test}", f"actor_rollout_ref.model.path={model}",
+           f"trainer.default_local_dir={workdir / 'ckpt'}", f"hydra.run.dir={workdir / 'hydra'}"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     return proc.returncode, [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
 
 
@@ -63,8 +63,9 @@ def test_bad_rows_and_a_held_directory_are_refused_before_ray(tiny_assets, tmp_p
     try:
         assert holder.stdout.readline().strip() == "held"
         rc, errors = _main(tmp_path / "busy", model, train, test)
-        assert rc == 2 and len(errors) == 1 and errors[0].startswith(f"error: trainer.default_local_dir={tmp_path / 'busy' / 'ckpt'} is in "
-                                               f"use by another run: pid {holder.pid} on ")
+        busy = tmp_path / "busy" / "ckpt"
+        assert rc == 2 and len(errors) == 1 and errors[0].startswith(
+            f"error: trainer.default_local_dir={busy} is in use by another run: pid {holder.pid} on ")
     finally:
         holder.kill()
         holder.wait()
@@ -81,7 +82,8 @@ def test_reward_errors_above_the_bound_stop_the_run_naming_the_source(tiny_asset
     line = next(line for line in run.log_path.read_text().splitlines() if "[srpo] error: " in line)
     message = line.split("[srpo] error: ", 1)[1]
     assert message.startswith(f"step 1: reward.custom_reward_function compute_score ({FAULTY}) raised on ")
-    assert "of 32 rollouts" in message and "above srpo.max_reward_error_rate=0.01 (by data source: synthetic: " in message
+    assert "of 32 rollouts" in message
+    assert "above srpo.max_reward_error_rate=0.01 (by data source: synthetic: " in message
     assert "data source 'synthetic': ValueError: cannot parse '" in message and "one sample: ground_truth=" in message
 
 

@@ -100,6 +100,7 @@ def test_the_all_failed_replay_buffer_error_names_the_reward_function():
 def test_the_threshold_key_is_checked():
     from srpo_verl.verl_ext.config import RunConfigError, SRPOSettings
 
-    assert SRPOSettings().max_reward_error_rate == 0.01 and SRPOSettings(max_reward_error_rate=0).max_reward_error_rate == 0
+    assert SRPOSettings().max_reward_error_rate == 0.01
+    assert SRPOSettings(max_reward_error_rate=0).max_reward_error_rate == 0
     with pytest.raises(RunConfigError, match=r"srpo.max_reward_error_rate=1.5 must be in \[0, 1\]"):
         SRPOSettings(max_reward_error_rate=1.5)

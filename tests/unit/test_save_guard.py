@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-import verl.trainer.ppo.v1.trainer_sync  # noqa: F401  (the SRPO trainer module is imported after verl's, as at run time)
+import verl.trainer.ppo.v1.trainer_sync  # noqa: F401  (imported before the SRPO trainer module, as at run time)
 from omegaconf import OmegaConf
 
 from srpo_verl.verl_ext import save_guard
@@ -59,7 +59,8 @@ def test_a_save_that_fails_writing_names_the_directory_space_and_resume_step(tmp
     root = tmp_path / "ckpt"
     t = trainer(root, 1)
     t._save_checkpoint()  # a good save: verl's folder and tracker
-    assert (root / "global_step_1" / "data.pt").is_file() and (root / "latest_checkpointed_iteration.txt").read_text() == "1"
+    assert (root / "global_step_1" / "data.pt").is_file()
+    assert (root / "latest_checkpointed_iteration.txt").read_text() == "1"
 
     t.global_steps = 2
     (root / "global_step_2").mkdir()
