@@ -193,3 +193,30 @@ def test_a_dead_runs_lock_is_stale_and_taken_over_by_name(tmp_path):
     again = lock.acquire_run_lock(str(tmp_path / "ckpt"))  # released cleanly: no stale note
     again.release()
     assert again.stale is None
+
+
+def test_the_srpo_trainer_checks_rows_at_load_when_the_driver_could_not(tmp_path, tokenizer, monkeypatch):
+    """SRPOTrainer._init_dataloader after verl's own (stood in: it builds verl's RLHFDataset from the same files)."""
+    import verl.trainer.ppo.v1.trainer_sync  # noqa: F401  (imported before the SRPO trainer module, as at run time)
+    from omegaconf import OmegaConf
+    from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    from srpo_verl.verl_ext.trainer import SRPOTrainer
+
+    data = good_rows()
+    data[1]["prompt"] = []
+    bad = write_verl_parquet(data, tmp_path / "train.parquet")
+    good = write_verl_parquet(good_rows(2), tmp_path / "val.parquet")
+    t = object.__new__(SRPOTrainer)
+    t.tokenizer = tokenizer
+    t.config = OmegaConf.create({**config(bad, good), "actor_rollout_ref": {"model": {"path": "org/remote-model"}}})
+
+    def verls(self):
+        self.train_dataset = RLHFDataset(str(bad), tokenizer, self.config.data)
+        self.val_dataset = RLHFDataset(str(good), tokenizer, self.config.data)
+
+    monkeypatch.setattr(PPOTrainerSync, "_init_dataloader", verls)
+    assert not rows.checked_before_ray(t.config)  # a hub model: no tokenizer for the driver
+    with pytest.raises(rows.DataRowError, match=r"^data.train_files=.*train.parquet row 1: prompt is \[\] "):
+        t._init_dataloader()
