@@ -121,6 +121,35 @@ def exit_on_config_error(error: BaseException) -> None:
     sys.exit(CONFIG_ERROR_EXIT)
 
 
+#: the checkpoint directory's lock, held until the driver exits (srpo_verl.preflight.lock)
+_RUN_LOCK = None
+
+
+def check_inputs_and_lock(config: DictConfig) -> list[str]:
+    """The data rows of local files (srpo_verl.preflight.rows; skipped with SRPO_VERL_SKIP_INPUT_CHECKS=1, then the
+    trainer checks them at load) and the lock of trainer.default_local_dir. Returns notes for the console."""
+    global _RUN_LOCK
+    from srpo_verl.preflight import lock, rows
+
+    notes = []
+    if os.environ.get(rows.SKIP_ENV) != "1":
+        tokenizer_path = rows.local_tokenizer_path(config)
+        tokenizer = None
+        if tokenizer_path:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+        notes += rows.check_data_files(config, tokenizer)[1]
+    directory = OmegaConf.select(config, "trainer.default_local_dir")
+    if directory and (_RUN_LOCK is None or _RUN_LOCK.directory != os.path.abspath(str(directory))):
+        if _RUN_LOCK is not None:
+            _RUN_LOCK.release()
+        _RUN_LOCK = lock.acquire_run_lock(str(directory))
+        if _RUN_LOCK.stale:
+            notes.append(_RUN_LOCK.stale)
+    return notes
+
+
 def startup(config: DictConfig) -> None:
     """Everything before Ray starts: package paths, srpo_verl's checks (srpo_verl.preflight.startup_checks),
     the plugin registration, verl's device auto-set and verl's own validate_config."""
@@ -140,6 +169,7 @@ def startup(config: DictConfig) -> None:
         auto_set_device(config)
         validate_config(config=config, use_reference_policy=need_reference_policy(config),
                         use_critic=need_critic(config))
+        notes += check_inputs_and_lock(config)
         from srpo_verl.preflight.checkpoint import verify_resume
 
         # the checkpoint a resume would load (zip CRCs, finite weights, shapes), refused naming the file if bad
@@ -158,7 +188,16 @@ def main(config: DictConfig) -> None:
     startup(config)
     from verl.trainer.main_ppo import TaskRunnerV1, run_ppo
 
-    run_ppo(config, task_runner_class=TaskRunnerV1)
+    from srpo_verl.verl_ext.preempt import DriverPreemption
+
+    # SIGTERM: stop at a step boundary with a checkpoint, exit 143 (the SRPO trainer; srpo_verl/verl_ext/preempt.py)
+    preemption = DriverPreemption(str(OmegaConf.select(config, "trainer.default_local_dir")),
+                                  float(OmegaConf.select(config, "srpo.preempt_grace_s", default=300) or 300))
+    preemption.install()
+    try:
+        run_ppo(config, task_runner_class=TaskRunnerV1)
+    finally:
+        preemption.finish()
 
 
 if __name__ == "__main__":

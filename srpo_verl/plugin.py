@@ -14,7 +14,7 @@ import traceback
 try:
     from srpo_verl.cpu import activate_if_enabled
     from srpo_verl.rollout import hf as hf_rollout
-    from srpo_verl.verl_ext import registration, replay_poll, val_metrics
+    from srpo_verl.verl_ext import registration, replay_poll, reward_guard, val_metrics
 
     # CPU backend first: its patches must be in place before verl's workers module is imported.
     activate_if_enabled()
@@ -22,6 +22,7 @@ try:
     registration.install()
     replay_poll.install()
     val_metrics.install()
+    reward_guard.install()
 except BaseException:
     print("[srpo_verl.plugin] FAILED to load the srpo_verl verl plugin:", file=sys.stderr)
     traceback.print_exc(file=sys.stderr)

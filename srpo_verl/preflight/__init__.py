@@ -1,6 +1,7 @@
 """Everything checked before a run starts training: the config (:mod:`.config`), what it points at
-(:mod:`.inputs`) and the checkpoint it would resume from (:mod:`.checkpoint`). Each refusal is one line naming the
-key, file or step and what would be valid.
+(:mod:`.inputs`, and every data row: :mod:`.rows`), the checkpoint it would resume from (:mod:`.checkpoint`) and the
+checkpoint directory's lock (:mod:`.lock`). Each refusal is one line naming the key, file, row or step and what
+would be valid. No ray or verl import in the config and input checks: the driver runs them before Ray starts.
 """
 
 from __future__ import annotations

@@ -57,6 +57,8 @@ class SRPOSettings:
     log_samples: int = 4
     log_samples_freq: int = 10
     format_drop_warn: float | None = 0.2
+    max_reward_error_rate: float = 0.01
+    preempt_grace_s: float = 300.0
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -89,6 +91,12 @@ class SRPOSettings:
         if self.format_drop_warn is not None and not 0.0 < self.format_drop_warn <= 1.0:
             raise RunConfigError(f"srpo.format_drop_warn={self.format_drop_warn!r} must be in (0, 1] (a drop of the "
                                  "validation format rate from its best) or null (off)")
+        if not 0.0 <= self.max_reward_error_rate <= 1.0:
+            raise RunConfigError(f"srpo.max_reward_error_rate={self.max_reward_error_rate!r} must be in [0, 1] (the "
+                                 "share of a step's rollouts whose reward function may raise; 0 = none)")
+        if not self.preempt_grace_s > 0:
+            raise RunConfigError(f"srpo.preempt_grace_s={self.preempt_grace_s!r} must be > 0 (seconds the driver "
+                                 "waits after SIGTERM for a step boundary and its checkpoint)")
         if self.reward_range is not None and not self.reward_range[0] < self.reward_range[1]:
             raise RunConfigError(f"srpo.reward_range={list(self.reward_range)} must be [low, high] with low < high")
         self.templates  # validates the three templates

@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import sys
+import time
 from dataclasses import dataclass, replace
 
 import ray
@@ -38,9 +39,10 @@ from srpo_verl.core.weights import entropy_weights
 from srpo_verl.console import PREFIX
 from srpo_verl.core.format_watch import FormatDropWatch
 from srpo_verl.preflight import checkpoint as ckpt
-from srpo_verl.verl_ext import loss as L
-from srpo_verl.verl_ext import registration, sample_log
+from srpo_verl.preflight import rows
 from srpo_verl.preflight.config import teacher_micro_batch_size, validate_run_config
+from srpo_verl.verl_ext import loss as L
+from srpo_verl.verl_ext import preempt, registration, reward_guard, sample_log, save_guard
 from srpo_verl.verl_ext.layout import pack_response_field, route_batch, to_jagged
 from srpo_verl.verl_ext.teacher_batch import TeacherBatch, dispatch_order
 from srpo_verl.verl_ext.worker import WORKER_SETTINGS_KEY, SRPOWorker
@@ -94,7 +96,84 @@ class SRPOTrainer(PPOTrainerSync):
             config.actor_rollout_ref[WORKER_SETTINGS_KEY] = OmegaConf.create(
                 {f: getattr(self.srpo, f) for f in self.srpo.__dataclass_fields__}
             )
+        # reward workers record compute_score's exceptions here (reward_guard); drained once per step
+        self._reward_error_log = ray.remote(num_cpus=0)(reward_guard.ErrorLog).options(
+            name=reward_guard.ACTOR_NAME, get_if_exists=True).remote()
+        self._run_control = ray.remote(num_cpus=0)(preempt.RunControl).options(
+            name=preempt.CONTROL_NAME, get_if_exists=True).remote()
         super().__init__(config)
+
+    # ------------------------------------------------------------------ data rows
+    def _init_dataloader(self):
+        super()._init_dataloader()
+        if rows.checked_before_ray(self.config):
+            return
+        for name, dataset in (("data.train_files", self.train_dataset), ("data.val_files", self.val_dataset)):
+            report = rows.check_dataset(dataset, name, self.config, self.tokenizer)
+            for note in rows.summary([report]):
+                print(f"{ckpt.PREFIX} {note}", flush=True)
+
+    # ------------------------------------------------------------------ reward failures (reward_guard)
+    def _reward_errors(self) -> dict:
+        log = getattr(self, "_reward_error_log", None)
+        return ray.get(log.drain.remote()) if log is not None else {"count": 0, "by_source": {}, "samples": []}
+
+    def _stop(self, line: str):
+        print(f"{ckpt.PREFIX} error: {line}", file=sys.stderr, flush=True)
+        return reward_guard.RewardErrorStop(line)
+
+    def step(self, metrics: dict, timing_raw: dict):
+        try:
+            return super().step(metrics, timing_raw)
+        except RuntimeError as error:
+            if reward_guard.ALL_FAILED not in str(error):
+                raise
+            line = reward_guard.all_failed_line(self.global_steps, self._reward_errors(),
+                                                reward_guard.reward_fn_name(self.config))
+            if line is None:
+                raise
+            raise self._stop(line) from None
+
+    def _balance_batch(self, batch, metrics, logging_prefix="global_seqlen", keep_minibatch=False):
+        batch = super()._balance_batch(batch, metrics, logging_prefix=logging_prefix, keep_minibatch=keep_minibatch)
+        padding = sum(bool(tag.get("is_padding", False)) for tag in batch.tags)
+        n_rows = len(batch.tags)
+        expected = (self.config.data.train_batch_size // self.parameter_sync_step
+                    * self.config.actor_rollout_ref.rollout.n)
+        step_metrics, line = reward_guard.step_verdict(
+            self.global_steps, self._reward_errors(), expected, n_rows - padding, padding, n_rows,
+            self.srpo.max_reward_error_rate, reward_guard.reward_fn_name(self.config))
+        metrics.update(step_metrics)
+        if line:
+            raise self._stop(line)
+        return batch
+
+    # ------------------------------------------------------------------ preemption (preempt.py)
+    def on_step_begin(self):
+        super().on_step_begin()
+        control = getattr(self, "_run_control", None)
+        if control is not None and ray.get(control.stop_requested.remote()):
+            raise preempt.Preempted(self._stop_for_preemption(control))
+
+    def _stop_for_preemption(self, control) -> str:
+        """Save the last complete step unless the tracker names it; report where to resume."""
+        done = self.global_steps - 1
+        root = os.path.dirname(self._step_folder(0))
+        if done > 0 and preempt.last_complete(root) != done:
+            started = time.perf_counter()
+            self.global_steps = done
+            try:
+                self._save_checkpoint()
+            finally:
+                self.global_steps = done + 1
+            what = f"saved step {done} in {time.perf_counter() - started:.1f} s"
+        else:
+            what = "no step completed since the last checkpoint"
+        line = (f"preempted (SIGTERM) before step {done + 1}: {what}; "
+                + preempt.resume_hint(root, preempt.last_complete(root)))
+        print(f"{ckpt.PREFIX} {line}", flush=True)
+        ray.get(control.report.remote(line))
+        return line
 
     # ------------------------------------------------------------------ workers
     def _init_resource_pool_mgr(self):
@@ -335,6 +414,7 @@ class SRPOTrainer(PPOTrainerSync):
     # ------------------------------------------------------------------ validation: the collapse warning
     def _validate(self):
         metrics = super()._validate()
+        metrics["srpo/val/reward_errors"] = float(self._reward_errors()["count"])
         watch_metrics, line = self._format_watch.update(self.global_steps, metrics)
         if line:
             print(line, flush=True)
@@ -348,6 +428,14 @@ class SRPOTrainer(PPOTrainerSync):
         return os.path.join(folder, f"global_step_{step}")
 
     def _save_checkpoint(self):
+        try:
+            self._save_checkpoint_steps()
+        except Exception as error:
+            failure = save_guard.save_failure(error, os.path.dirname(self._step_folder(0)), self.global_steps)
+            print(f"{ckpt.PREFIX} error: {failure}", file=sys.stderr, flush=True)
+            raise failure from None
+
+    def _save_checkpoint_steps(self):
         # The teacher goes first: verl's save ends by marking the step as the latest complete checkpoint. It rotates
         # with the actor (the same number kept); trainer.default_hdfs_dir is refused at start-up for the teacher
         # methods (config.py: verl 0.9.1's FSDP checkpoint manager never uploads, so neither would reach it).

@@ -298,11 +298,17 @@ def test_hub_id_is_noted_or_refused_offline(compose, inputs, tmp_path, monkeypat
         check_run_inputs(config, settings, runs_srpo_trainer=True)
 
 
-def test_driver_startup_runs_verls_checks_too(compose, inputs):
+def test_driver_startup_runs_verls_checks_too(compose, inputs, tmp_path):
     """srpo_verl.main.startup (what the entry point runs before Ray) passes on the CPU configs with real inputs and
     turns verl's own validate_config refusal into the one-line exit."""
     import srpo_verl.main as entry
+    from srpo_verl.data.parquet import write_verl_parquet
+    from srpo_verl.tiny import task
 
+    train, _ = task.make_splits(seed=0, num_train=4, num_test=1)
+    for name in ("train", "test"):  # the driver reads the rows (srpo_verl.preflight.rows)
+        write_verl_parquet(task.verl_rows(train, name), tmp_path / f"{name}.parquet")
+    inputs = [*inputs, f"trainer.default_local_dir={tmp_path / 'ckpt'}"]
     for name in ("cpu_srpo", "cpu_grpo"):
         entry.startup(compose(name, *inputs))
     # verl's rule (actor.validate): the static micro-batch must divide the mini-batch
