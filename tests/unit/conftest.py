@@ -99,3 +99,20 @@ def compose_config():
         return config
 
     return apply
+
+
+@pytest.fixture(scope="session")
+def write_tokenizer_model_dir():
+    """write(path, vocab_size) -> path: a Hugging Face model directory holding what the start-up and row checks
+    read, config.json (qwen3, ``vocab_size``) and the tiny task's BPE tokenizer trained to that vocabulary."""
+    from srpo_verl.tiny import task
+    from srpo_verl.tiny.build import tokenizer_corpus
+    from srpo_verl.tiny.tokenizer import to_hf_tokenizer, train_bpe
+
+    def write(path, vocab_size: int):
+        train, _ = task.make_splits(seed=0, num_train=20, num_test=1)
+        to_hf_tokenizer(train_bpe(tokenizer_corpus(train), vocab_size=vocab_size)).save_pretrained(path)
+        (path / "config.json").write_text(json.dumps({"model_type": "qwen3", "vocab_size": vocab_size}))
+        return path
+
+    return write

@@ -21,15 +21,8 @@ VOCAB = 300
 
 
 @pytest.fixture(scope="module")
-def tokenizer_dir(tmp_path_factory) -> Path:
-    from srpo_verl.tiny.build import tokenizer_corpus
-    from srpo_verl.tiny.tokenizer import to_hf_tokenizer, train_bpe
-
-    path = tmp_path_factory.mktemp("model")
-    train, _ = task.make_splits(seed=0, num_train=20, num_test=1)
-    to_hf_tokenizer(train_bpe(tokenizer_corpus(train), vocab_size=VOCAB)).save_pretrained(path)
-    (path / "config.json").write_text(json.dumps({"model_type": "qwen3", "vocab_size": VOCAB}))
-    return path
+def tokenizer_dir(tmp_path_factory, write_tokenizer_model_dir) -> Path:
+    return write_tokenizer_model_dir(tmp_path_factory.mktemp("model"), VOCAB)
 
 
 @pytest.fixture(scope="module")

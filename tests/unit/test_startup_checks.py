@@ -230,17 +230,9 @@ def test_the_paper_recipe_budgets_fit(compose):
 
 # ------------------------------------------------------------------------------------------- files on disk
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
+def model_dir(tmp_path_factory, write_tokenizer_model_dir) -> Path:
     """A Hugging Face model directory with what the start-up checks read: config.json and a tokenizer."""
-    from srpo_verl.tiny import task
-    from srpo_verl.tiny.build import tokenizer_corpus
-    from srpo_verl.tiny.tokenizer import to_hf_tokenizer, train_bpe
-
-    path = tmp_path_factory.mktemp("model")
-    train, _ = task.make_splits(seed=0, num_train=20, num_test=1)
-    to_hf_tokenizer(train_bpe(tokenizer_corpus(train), vocab_size=FAKE_VOCAB)).save_pretrained(path)
-    (path / "config.json").write_text(json.dumps({"model_type": "qwen3", "vocab_size": FAKE_VOCAB}))
-    return path
+    return write_tokenizer_model_dir(tmp_path_factory.mktemp("model"), FAKE_VOCAB)
 
 
 @pytest.fixture()
