@@ -30,7 +30,7 @@ PARAM_OFFLOAD=${PARAM_OFFLOAD:-False}
 OPTIM_OFFLOAD=${OPTIM_OFFLOAD:-False}
 TOKEN_BUDGET=${TOKEN_BUDGET:-18432}        # per GPU micro-batch: teacher prompt 10240 + response 8192
 ROLLOUT_MAX_MODEL_LEN=${ROLLOUT_MAX_MODEL_LEN:-10304}   # student prompt 2048 + response 8192 + 64 spare
-SAVE_FREQ=${SAVE_FREQ:-50}                 # checkpoints (actor + EMA teacher) every N steps; -1 = never
+SAVE_FREQ=${SAVE_FREQ:-50}                 # checkpoint every N steps; -1 = never
 
 # shellcheck source-path=SCRIPTDIR source=../common/launch.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../common/launch.sh"
