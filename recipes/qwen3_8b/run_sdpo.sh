@@ -12,9 +12,8 @@
 #   sdpo:  71.6/80.6/80.6 | 67.6/74.0/74.0 | 52.1/58.5/58.5 | 68.1/76.6/76.6 | 64.8/65.7/65.7 | 64.8/71.1/71.1
 #   mean s/step within 1h/5h/10h on 8x H20 (App. C, five-task mean): 85.9 / 83.9 / 83.7
 #
-# Hyperparameters: lr 1e-5, mini-batch 32 questions, loss_agg_mode seq-mean-token-mean; shared settings (batch 32 x 8
-# rollouts, lengths 2048/8192, val n=16 T=0.6 top-p 0.95 every 5 steps, clip-high 0.28, rollout IS clip 2, no KL,
-# warmup 10, thinking off) are in recipes/common/paper_recipe.sh.
+# Hyperparameters: lr 1e-5, mini-batch 32 questions, loss_agg_mode seq-mean-token-mean.
+# The command lists what differs from srpo_verl/config/srpo_trainer.yaml (the settings all methods share).
 #
 #   TASK=chemistry bash recipes/qwen3_8b/run_sdpo.sh                      # one Table 1 cell
 #   TASK=physics DRY_RUN=1 bash recipes/qwen3_8b/run_sdpo.sh              # print the resolved config only
@@ -23,11 +22,50 @@ set -xeuo pipefail
 
 METHOD=sdpo
 MODEL_TAG=qwen3_8b
+TASK=${TASK:-chemistry}                    # chemistry | physics | biology | material | tooluse
 MODEL_PATH=${MODEL_PATH:-Qwen/Qwen3-8B}
-LR=${LR:-1e-5}
-MINI_BATCH=${MINI_BATCH:-32}
-LOSS_AGG_MODE=${LOSS_AGG_MODE:-seq-mean-token-mean}
+REPROMPT_TRUNCATION=${REPROMPT_TRUNCATION:-right}   # the SDPO code's (docs/SRPO_ON_VERL.md)
+NNODES=${NNODES:-1}
+GPUS_PER_NODE=${GPUS_PER_NODE:-8}
+ROLLOUT_ENGINE=${ROLLOUT_ENGINE:-vllm}     # vllm | sglang (the paper: SGLang; the SDPO paper: vLLM)
+ROLLOUT_TP=${ROLLOUT_TP:-1}                # tensor parallel size of each rollout replica
+ROLLOUT_GPU_MEM=${ROLLOUT_GPU_MEM:-0.55}   # the SDPO code's gpu_memory_utilization
+PARAM_OFFLOAD=${PARAM_OFFLOAD:-False}
+OPTIM_OFFLOAD=${OPTIM_OFFLOAD:-False}
+TOKEN_BUDGET=${TOKEN_BUDGET:-18432}        # per GPU micro-batch: teacher prompt 10240 + response 8192
+ROLLOUT_MAX_MODEL_LEN=${ROLLOUT_MAX_MODEL_LEN:-10304}   # student prompt 2048 + response 8192 + 64 spare
+SAVE_FREQ=${SAVE_FREQ:-50}                 # checkpoint every N steps; -1 = never
 
-# shellcheck source-path=SCRIPTDIR source=../common/paper_recipe.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../common/paper_recipe.sh"
-srpo_paper_run "$@"
+# shellcheck source-path=SCRIPTDIR source=../common/launch.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common/launch.sh"
+
+srpo_run "${PYTHON}" -m srpo_verl.main "${DRY_RUN_ARGS[@]}" --config-name srpo_trainer \
+    "srpo.method=${METHOD}" \
+    "srpo.reprompt_truncation=${REPROMPT_TRUNCATION}" \
+    actor_rollout_ref.actor.optim.lr=1e-5 \
+    actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-mean \
+    "data.train_files=${DATA_DIR}/${TASK}/train.parquet" \
+    "data.val_files=${DATA_DIR}/${TASK}/test.parquet" \
+    "actor_rollout_ref.model.path=${MODEL_PATH}" \
+    actor_rollout_ref.actor.kl_loss_coef=0.0 \
+    "actor_rollout_ref.actor.fsdp_config.param_offload=${PARAM_OFFLOAD}" \
+    "actor_rollout_ref.actor.fsdp_config.optimizer_offload=${OPTIM_OFFLOAD}" \
+    actor_rollout_ref.actor.use_dynamic_bsz=True \
+    "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=${TOKEN_BUDGET}" \
+    "actor_rollout_ref.ref.log_prob_max_token_len_per_gpu=${TOKEN_BUDGET}" \
+    "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu=${TOKEN_BUDGET}" \
+    "actor_rollout_ref.rollout.name=${ROLLOUT_ENGINE}" \
+    "actor_rollout_ref.rollout.tensor_model_parallel_size=${ROLLOUT_TP}" \
+    "actor_rollout_ref.rollout.gpu_memory_utilization=${ROLLOUT_GPU_MEM}" \
+    "actor_rollout_ref.rollout.max_model_len=${ROLLOUT_MAX_MODEL_LEN}" \
+    "actor_rollout_ref.rollout.max_num_batched_tokens=${ROLLOUT_MAX_MODEL_LEN}" \
+    "trainer.logger=${LOGGERS}" \
+    "trainer.project_name=${PROJECT_NAME}" \
+    "trainer.experiment_name=${EXP_NAME}" \
+    "trainer.nnodes=${NNODES}" \
+    "trainer.n_gpus_per_node=${GPUS_PER_NODE}" \
+    "trainer.save_freq=${SAVE_FREQ}" \
+    "trainer.default_local_dir=${CKPT_DIR}/${MODEL_TAG}/${METHOD}/${TASK}" \
+    "trainer.validation_data_dir=${RUN_DIR}/val_generations" \
+    "${RAY_ENV_ARGS[@]}" \
+    "$@"

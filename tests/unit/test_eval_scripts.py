@@ -64,8 +64,8 @@ def test_eval_runs_validation_only_per_task_then_scores(recorder, tmp_path):
         assert argv[-5:] == ["trainer.val_only=True", "trainer.val_before_train=True", "trainer.resume_mode=disable",
                              f"trainer.experiment_name=eval-srpo-global_step_450-{task}",
                              "actor_rollout_ref.rollout.val_kwargs.n=4"]
-        assert argv.index("actor_rollout_ref.rollout.val_kwargs.n=16") < argv.index(
-            "actor_rollout_ref.rollout.val_kwargs.n=4")
+        assert argv.index(f"trainer.validation_data_dir={eval_dir}/{task}/val_generations") < argv.index(
+            "trainer.val_only=True")
     assert score == [str(REPO / "scripts" / "eval" / "score_generations.py"),
                      f"{eval_dir}/chemistry/val_generations", f"{eval_dir}/tooluse/val_generations",
                      "--k", "1,4,8,16", "--last"]

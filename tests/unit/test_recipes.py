@@ -146,18 +146,45 @@ def test_shellcheck_is_clean():
 
 
 def test_recipe_knobs_and_trailing_overrides(recorder, tmp_path):
-    text = (REPO / "recipes" / "common" / "paper_recipe.sh").read_text()
-    for knob in ("MODEL_PATH", "DATA_DIR", "CKPT_DIR", "NNODES", "GPUS_PER_NODE", "ROLLOUT_ENGINE", "TASK"):
-        assert f"{knob}=${{{knob}:-" in text or knob == "MODEL_PATH", knob
+    helper = (REPO / "recipes" / "common" / "launch.sh").read_text()
+    for knob in ("DATA_DIR", "CKPT_DIR", "RUNS_DIR", "DRY_RUN", "PYTHON"):
+        assert f"{knob}=${{{knob}:-" in helper, knob
+    assert "srpo_verl.main" not in helper, "each recipe writes out its own command"
     for recipe in RECIPES:
         body = recipe.read_text()
-        assert "set -xeuo pipefail" in body and 'srpo_paper_run "$@"' in body
-        assert "MODEL_PATH=${MODEL_PATH:-" in body and "Hardware assumed" in body and "Paper target" in body
+        assert "set -xeuo pipefail" in body and 'srpo_run "${PYTHON}" -m srpo_verl.main ' in body
+        assert body.rstrip().endswith('"$@"'), "the user's overrides come last"
+        for knob in ("TASK", "MODEL_PATH", "NNODES", "GPUS_PER_NODE", "ROLLOUT_ENGINE", "PARAM_OFFLOAD"):
+            assert f"\n{knob}=${{{knob}:-" in body, (recipe, knob)
+        assert "Hardware assumed" in body and "Paper target" in body
         if recipe.stem.endswith("_math"):
             assert "What was tested:" in body and "What was not:" in body and "TASK=${TASK:-math}" in body
     argv = recorded_argv(run_recipe(REPO / "recipes" / "qwen3_8b" / "run_grpo.sh", recorder, tmp_path,
                                     "actor_rollout_ref.actor.optim.lr=3e-6", "trainer.total_training_steps=7"))
     assert argv[-2:] == ["actor_rollout_ref.actor.optim.lr=3e-6", "trainer.total_training_steps=7"]
+
+
+def test_recipes_do_not_repeat_srpo_trainer_defaults(recorder, tmp_path, compose_recipe):
+    """A value srpo_trainer.yaml sets lives there only: no recipe passes it again (srpo.method names the recipe's
+    method; rollout.name is the ROLLOUT_ENGINE knob)."""
+    def dotted(tree, prefix=""):
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                yield from dotted(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}"
+
+    own_keys = set(dotted(yaml.safe_load((CONFIG_DIR / "srpo_trainer.yaml").read_text())))
+    defaults = compose_recipe([])
+    repeated = []
+    for recipe in RECIPES:
+        for override in hydra_overrides(recorded_argv(run_recipe(recipe, recorder, tmp_path))):
+            key = override.split("=", 1)[0]
+            if key in own_keys - {"srpo.method", "actor_rollout_ref.rollout.name"} and (
+                    _get(compose_recipe([override]), key) == _get(defaults, key)):
+                repeated.append(f"{_recipe_id(recipe)}: {override}")
+    assert repeated == []
+    assert {"srpo.max_reprompt_len", "actor_rollout_ref.actor.clip_ratio_high", "data.train_batch_size"} <= own_keys
 
 
 def test_tasks_change_only_task_fields(recorder, tmp_path):

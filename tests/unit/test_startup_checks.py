@@ -220,7 +220,7 @@ def test_accepted(compose, name, overrides):
 
 
 def test_the_paper_recipe_budgets_fit(compose):
-    """The recipes' dynamic-batch budgets (recipes/common/paper_recipe.sh) are exactly the teacher's longest
+    """The recipes' dynamic-batch budgets (TOKEN_BUDGET in recipes/qwen3_*/run_*.sh) are exactly the teacher's longest
     sequence, 10240 + 8192; one token less is refused."""
     budget = ["actor_rollout_ref.actor.use_dynamic_bsz=true", "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=18432"]
     validate(compose("srpo_trainer", *budget))
