@@ -17,6 +17,24 @@ LOGGERS=${LOGGERS:-[console,file,tensorboard]}   # add wandb with WANDB_API_KEY 
 PYTHON=${PYTHON:-python3}
 DRY_RUN=${DRY_RUN:-0}                            # 1: print the composed, resolved config and exit (no run)
 
+# Knobs of the earlier recipes that are now Hydra keys: refused rather than silently ignored.
+for knob in LR:actor_rollout_ref.actor.optim.lr MINI_BATCH:actor_rollout_ref.actor.ppo_mini_batch_size \
+        LOSS_AGG_MODE:actor_rollout_ref.actor.loss_agg_mode TRAIN_BATCH:data.train_batch_size \
+        ROLLOUT_N:actor_rollout_ref.rollout.n MAX_PROMPT_LEN:data.max_prompt_length \
+        MAX_RESPONSE_LEN:data.max_response_length MAX_REPROMPT_LEN:srpo.max_reprompt_len \
+        VAL_N:actor_rollout_ref.rollout.val_kwargs.n VAL_TEMPERATURE:actor_rollout_ref.rollout.val_kwargs.temperature \
+        VAL_TOP_P:actor_rollout_ref.rollout.val_kwargs.top_p TEST_FREQ:trainer.test_freq \
+        CLIP_LOW:actor_rollout_ref.actor.clip_ratio_low CLIP_HIGH:actor_rollout_ref.actor.clip_ratio_high \
+        ROLLOUT_IS_CLIP:algorithm.rollout_correction.rollout_is_threshold \
+        WARMUP_STEPS:actor_rollout_ref.actor.optim.lr_warmup_steps TOTAL_EPOCHS:trainer.total_epochs \
+        VAL_BEFORE_TRAIN:trainer.val_before_train CONFIG_NAME:--config-name; do
+    name=${knob%%:*}
+    if [[ -n "${!name:-}" ]]; then
+        echo "error: ${name} is no longer a recipe knob: pass ${knob#*:}=<value> after the script (a Hydra override)" >&2
+        exit 2
+    fi
+done
+
 case "${TASK}" in
     chemistry|physics|biology|material|tooluse|math) ;;  # math: scripts/data/prepare_math.py
     *) echo "error: TASK=${TASK} is not one of chemistry physics biology material tooluse math" >&2; exit 2 ;;

@@ -373,3 +373,13 @@ def test_math_recipes_read_the_math_data_with_srpo_verls_reward(recipe, recorder
     plain = recorded_argv(run_recipe(REPO / "recipes" / "qwen3_8b" / f"run_{method}.sh", recorder, tmp_path,
                                      TASK="math"))
     assert argv == plain, "a math recipe is its method's paper recipe with TASK=math"
+
+
+@pytest.mark.parametrize("knob, key", [("LR", "actor_rollout_ref.actor.optim.lr"), ("MINI_BATCH",
+                                        "actor_rollout_ref.actor.ppo_mini_batch_size")])
+def test_a_knob_of_the_earlier_recipes_is_refused_naming_the_hydra_key(knob, key):
+    recipe = REPO / "recipes" / "qwen3_8b" / "run_srpo.sh"
+    done = subprocess.run(["bash", str(recipe)], capture_output=True, text=True,
+                          env={**os.environ, knob: "3", "DRY_RUN": "1", "PYTHON": "true"})
+    assert done.returncode == 2
+    assert f"error: {knob} is no longer a recipe knob: pass {key}=<value> after the script" in done.stderr
