@@ -2,17 +2,18 @@
 # Launch plumbing of the paper recipes (recipes/qwen3_*/run_*.sh source it after their knobs; not run on its own):
 # input checks, where a run's checkpoints and logs go, and DRY_RUN. It sets no hyperparameter: those are
 # srpo_verl/config/srpo_trainer.yaml's defaults and the overrides written out in each recipe.
-# Reads METHOD, MODEL_TAG, TASK and ROLLOUT_ENGINE from the recipe; sets DATA_DIR, CKPT_DIR, RUN_DIR, PROJECT_NAME,
+# Reads METHOD, MODEL_TAG, TASK, ROLLOUT_ENGINE (and RUN_NAME, default METHOD) from the recipe; sets DATA_DIR, CKPT_DIR, RUN_DIR, PROJECT_NAME,
 # EXP_NAME, LOGGERS, PYTHON, DRY_RUN_ARGS and RAY_ENV_ARGS for its command, and srpo_run to launch it.
 
 REPO_ROOT=${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 DATA_DIR=${DATA_DIR:-${REPO_ROOT}/data}      # holds <task>/{train,test}.parquet (scripts/data/prepare_*.py)
 CKPT_DIR=${CKPT_DIR:-${REPO_ROOT}/checkpoints}
 RUNS_DIR=${RUNS_DIR:-${REPO_ROOT}/runs}
-RUN_DIR=${RUN_DIR:-${RUNS_DIR}/${MODEL_TAG}/${METHOD}/${TASK}}   # the report's layout; scripts/eval puts its own
+RUN_NAME=${RUN_NAME:-${METHOD}}                                   # a method variant's own folder name
+RUN_DIR=${RUN_DIR:-${RUNS_DIR}/${MODEL_TAG}/${RUN_NAME}/${TASK}}   # the report's layout; scripts/eval puts its own
 RUN_STAMP=${RUN_STAMP:-$(date +%Y%m%d-%H%M%S)}                   # names this launch's log files
 PROJECT_NAME=${PROJECT_NAME:-srpo_verl_paper}
-EXP_NAME=${EXP_NAME:-${METHOD}-${MODEL_TAG}-${TASK}}
+EXP_NAME=${EXP_NAME:-${RUN_NAME}-${MODEL_TAG}-${TASK}}
 LOGGERS=${LOGGERS:-[console,file,tensorboard]}   # add wandb with WANDB_API_KEY set
 PYTHON=${PYTHON:-python3}
 DRY_RUN=${DRY_RUN:-0}                            # 1: print the composed, resolved config and exit (no run)

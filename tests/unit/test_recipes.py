@@ -40,7 +40,8 @@ PAPER_METHOD_VALUES = {
 }
 EXPECTED_RECIPES = {f"qwen3_8b/run_{m}.sh" for m in PAPER_METHOD_VALUES} | {
     f"qwen3_4b/run_{m}.sh" for m in ("grpo", "sdpo", "srpo")} | {
-    f"qwen3_8b/run_{m}_math.sh" for m in ("grpo", "sdpo", "srpo")}  # math-verify recipes (docs/TASKS.md)
+    f"qwen3_8b/run_{m}_math.sh" for m in ("grpo", "sdpo", "srpo")} | {  # math-verify recipes (docs/TASKS.md)
+    "qwen3_8b/run_srpo_sampled_token.sh"}  # token-level distillation (docs/SRPO_ON_VERL.md)
 MODEL_PATHS = {"qwen3_8b": "Qwen/Qwen3-8B", "qwen3_4b": "Qwen/Qwen3-4B"}
 
 
@@ -49,8 +50,8 @@ def _recipe_id(path: Path) -> str:
 
 
 def recipe_method(path: Path) -> str:
-    """srpo.method of a recipe: run_<method>.sh, or run_<method>_math.sh for the math recipes."""
-    return path.stem.removeprefix("run_").removesuffix("_math")
+    """srpo.method of a recipe: run_<method>.sh, run_<method>_math.sh (math) or run_<method>_sampled_token.sh."""
+    return path.stem.removeprefix("run_").removesuffix("_math").removesuffix("_sampled_token")
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +157,7 @@ def test_recipe_knobs_and_trailing_overrides(recorder, tmp_path):
         assert body.rstrip().endswith('"$@"'), "the user's overrides come last"
         for knob in ("TASK", "MODEL_PATH", "NNODES", "GPUS_PER_NODE", "ROLLOUT_ENGINE", "PARAM_OFFLOAD"):
             assert f"\n{knob}=${{{knob}:-" in body, (recipe, knob)
-        assert "Hardware assumed" in body and "Paper target" in body
+        assert "Hardware assumed" in body and ("Paper target" in body or "No paper target" in body)
         if recipe.stem.endswith("_math"):
             assert "What was tested:" in body and "What was not:" in body and "TASK=${TASK:-math}" in body
     argv = recorded_argv(run_recipe(REPO / "recipes" / "qwen3_8b" / "run_grpo.sh", recorder, tmp_path,
@@ -218,6 +219,8 @@ def test_recipe_resolves_to_paper_values(recipe, recorder, tmp_path, compose_rec
 
     method = recipe_method(recipe)
     model_tag = recipe.parent.name
+    run_name = recipe.stem.removeprefix("run_").removesuffix("_math")  # the folder: the method or its variant
+    sampled_token = run_name.endswith("_sampled_token")
     lr, mini_batch, loss_agg = PAPER_METHOD_VALUES[method]
     config = compose_recipe(hydra_overrides(recorded_argv(run_recipe(recipe, recorder, tmp_path, TASK="material"))))
     OmegaConf.resolve(config)
@@ -253,7 +256,8 @@ def test_recipe_resolves_to_paper_values(recipe, recorder, tmp_path, compose_rec
         "algorithm.adv_estimator": "grpo",
         "algorithm.norm_adv_by_std_in_grpo": False,
         "srpo.topk": 100,
-        "srpo.alpha": 0.5,
+        "srpo.alpha": 1.0 if sampled_token else 0.5,
+        "srpo.distill_mode": "sampled_token" if sampled_token else "topk",
         "srpo.ema_rate": 0.05,
         "srpo.dw_beta": 1.0,
         "srpo.adv_mix_lambda": 0.9,
@@ -266,11 +270,11 @@ def test_recipe_resolves_to_paper_values(recipe, recorder, tmp_path, compose_rec
         "trainer.nnodes": 1,
         "trainer.n_gpus_per_node": 8,
         "trainer.val_before_train": True,
-        "trainer.default_local_dir": f"/ckpt/{model_tag}/{method}/material",
-        "trainer.validation_data_dir": f"/runs/{model_tag}/{method}/material/val_generations",
+        "trainer.default_local_dir": f"/ckpt/{model_tag}/{run_name}/material",
+        "trainer.validation_data_dir": f"/runs/{model_tag}/{run_name}/material/val_generations",
         "ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH":
-            f"/runs/{model_tag}/{method}/material/metrics_20260101-000000.jsonl",
-        "ray_kwargs.ray_init.runtime_env.env_vars.TENSORBOARD_DIR": f"/runs/{model_tag}/{method}/material/tensorboard",
+            f"/runs/{model_tag}/{run_name}/material/metrics_20260101-000000.jsonl",
+        "ray_kwargs.ray_init.runtime_env.env_vars.TENSORBOARD_DIR": f"/runs/{model_tag}/{run_name}/material/tensorboard",
     }
     actual = {key: _get(config, key) for key in expected}
     assert actual == expected
@@ -383,3 +387,14 @@ def test_a_knob_of_the_earlier_recipes_is_refused_naming_the_hydra_key(knob, key
                           env={**os.environ, knob: "3", "DRY_RUN": "1", "PYTHON": "true"})
     assert done.returncode == 2
     assert f"error: {knob} is no longer a recipe knob: pass {key}=<value> after the script" in done.stderr
+
+
+def test_the_token_level_recipe_is_srpo_with_sampled_token_distillation(recorder, tmp_path, compose_recipe):
+    from srpo_verl.preflight.config import validate_run_config
+
+    recipe = REPO / "recipes" / "qwen3_8b" / "run_srpo_sampled_token.sh"
+    argv = recorded_argv(run_recipe(recipe, recorder, tmp_path))
+    config = compose_recipe(hydra_overrides(argv))
+    assert (config.srpo.method, config.srpo.distill_mode, config.srpo.alpha) == ("srpo", "sampled_token", 1.0)
+    assert config.trainer.default_local_dir.endswith("/qwen3_8b/srpo_sampled_token/chemistry")
+    assert validate_run_config(config).sampled_token
