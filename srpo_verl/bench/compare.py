@@ -371,12 +371,14 @@ def run_all(specs: list[RunSpec], out: Path, assets_template: str, run_timeout_s
 
 
 def collect(out: Path, specs: list[RunSpec]) -> dict[str, list]:
-    """{method: [StepMetrics of each planned seed whose run dir has a metrics.jsonl with a training step]}."""
+    """{method: [StepMetrics of each planned seed whose run dir has a metrics.jsonl with a training step]}, steps
+    after the spec's last left out (``--report-only --steps 100`` reports the first 100 steps of longer runs)."""
     runs: dict[str, list] = {}
     for spec in specs:
         metrics = run_dir_of(out, spec) / "metrics.jsonl"
         if last_logged_step(metrics) >= 1:
-            runs.setdefault(spec.method, []).append(read_jsonl(metrics))
+            steps = read_jsonl(metrics)
+            runs.setdefault(spec.method, []).append({s: m for s, m in steps.items() if s <= spec.steps})
     return runs
 
 

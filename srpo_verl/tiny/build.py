@@ -91,9 +91,10 @@ DEFAULT_LEVEL = "quickstart"
 # level name -> BuildSettings fields it changes (nothing else differs; the quickstart's assets stay as they are)
 LEVELS: dict[str, dict] = {
     DEFAULT_LEVEL: {},
-    # student target 0.1 (each digit right with 0.46, a neighbour with 0.27 each): a 16 x 4 GRPO batch has a correct
-    # rollout in a third of its groups at the start, so the climb to the ceiling takes well over 100 steps
-    "long": {"warmstart_target_accuracy": 0.1, "expected_accuracy": 0.1, "accuracy_tolerance": 0.05},
+    # student target 0.03: each digit right with 0.31 and a neighbour with 0.34 each (0.69 at 0 and 9), so the most
+    # likely answer is wrong and a 16 x 4 GRPO batch has a correct rollout in about 2 of its 16 groups at the start;
+    # with target 0.1 (digits right with 0.46) GRPO went 0.12 -> 0.79 in 60 steps, seed 0
+    "long": {"warmstart_target_accuracy": 0.03, "expected_accuracy": 0.03, "accuracy_tolerance": 0.03},
 }
 
 

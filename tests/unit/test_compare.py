@@ -195,6 +195,15 @@ def test_last_logged_step(tmp_path):
     assert math.isfinite(compare.mean_std([1.0])[0])
 
 
+def test_collect_reports_up_to_the_planned_steps(tmp_path):
+    spec = bench.plan_runs(["srpo"], [0], 1e-4, 2, 8, 4, 1, 1, [])[0]
+    run_dir = bench.run_dir_of(tmp_path, spec)
+    run_dir.mkdir(parents=True)
+    records = [{"step": s, "data": {VAL: 0.1 * s, "critic/score/mean": 0.5}} for s in range(5)]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert sorted(bench.collect(tmp_path, [spec])["srpo"][0]) == [0, 1, 2]
+
+
 def test_parse_args_rejects_bad_values():
     with pytest.raises(SystemExit):
         bench.parse_args(["--steps", "0"])
