@@ -13,19 +13,24 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-ALGO=${ALGO:-srpo}              # srpo | sdpo | grpo
-STEPS=${STEPS:-40}              # training steps
-SEED=${SEED:-0}                 # model init, data and warm-start seed
-BATCH=${BATCH:-16}              # prompts per step (each sampled N times)
-N=${N:-4}                       # rollouts per prompt (the group size)
-LR=${LR:-2e-4}                  # actor learning rate (5e-4 is unstable on the tiny model, 1e-3 collapses it in one step)
-TEST_FREQ=${TEST_FREQ:-20}      # validate every TEST_FREQ steps (and before training and at the last step)
-VAL_N=${VAL_N:-4}               # validation samples per test prompt (150 prompts x 4: +-2 points), T=1 like the rollout
-ASSETS=${ASSETS:-"$ROOT/runs/tiny_assets_seed$SEED"}
-RUN_DIR=${RUN_DIR:-"$ROOT/runs/quickstart_$ALGO"}
+# Knobs (environment): ALGO (srpo | sdpo | grpo), STEPS, SEED, LEVEL (tiny-asset level), BATCH (prompts per step),
+# N (rollouts per prompt), LR, TEST_FREQ, VAL_N (validation samples per test prompt); their defaults are set in
+# srpo_verl/tiny/defaults.py (read below, once .venv exists). And:
 SKIP_SETUP=${SKIP_SETUP:-0}     # 1: do not run scripts/setup_env.sh
 DEBUG=${DEBUG:-0}               # 1: tracebacks for config errors (HYDRA_FULL_ERROR=1) instead of one error line
 PY="$ROOT/.venv/bin/python"
+
+started=$(date +%s)
+if [[ "$SKIP_SETUP" != 1 ]]; then
+    bash scripts/setup_env.sh
+fi
+eval "$("$PY" -m srpo_verl.tiny.defaults)"
+if [[ "$LEVEL" == quickstart ]]; then
+    ASSETS=${ASSETS:-"$ROOT/runs/tiny_assets_seed$SEED"}
+else
+    ASSETS=${ASSETS:-"$ROOT/runs/tiny_assets_${LEVEL}_seed$SEED"}
+fi
+RUN_DIR=${RUN_DIR:-"$ROOT/runs/quickstart_$ALGO"}
 
 case "$ALGO" in
     grpo) CONFIG=(--config-name cpu_grpo) ;;
@@ -33,11 +38,7 @@ case "$ALGO" in
     *) echo "[quickstart] ALGO must be srpo, sdpo or grpo, got '$ALGO'" >&2; exit 2 ;;
 esac
 
-started=$(date +%s)
-if [[ "$SKIP_SETUP" != 1 ]]; then
-    bash scripts/setup_env.sh
-fi
-"$PY" -m srpo_verl.tiny.build --out "$ASSETS" --seed "$SEED" --reuse
+"$PY" -m srpo_verl.tiny.build --out "$ASSETS" --seed "$SEED" --level "$LEVEL" --reuse
 built=$(date +%s)
 
 mkdir -p "$RUN_DIR"

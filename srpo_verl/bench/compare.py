@@ -14,6 +14,12 @@ A run dir whose marker records the same settings and tiny assets (their manifest
 starts from scratch (the CPU configs save no checkpoints, so there is nothing to resume from). ``OUT/compare.png``,
 ``OUT/table.md`` and ``OUT/table.json`` are the report (``srpo_verl.report.compare``).
 
+The start model of a seed is validated once: the first run of that seed validates it at step 0 (the quickstart's
+``trainer.val_before_train=true``) and ``OUT/start_val/<level>_seed<S>.json`` keeps that record with what it depends
+on (the assets' settings, VAL_N, the caller's overrides); every later run of the seed, whatever its method, runs with
+``trainer.val_before_train=false`` and gets the saved record appended to its metrics.jsonl as its step 0 (so all
+methods of a seed share one step-0 value). ``--level`` picks the tiny assets' level (``srpo_verl.tiny.build.LEVELS``).
+
 Learning rates keep the paper's ratios GRPO : SRPO : SDPO = 1 : 5 : 10 (recipes/qwen3_8b: 1e-6, 5e-6, 1e-5; the
 ablations take their family's: srpo_no_dw / adv_mix as SRPO, sdpo_* as SDPO), anchored at ``--srpo-lr`` (default:
 the quickstart's LR). Nothing else differs between methods.
@@ -31,7 +37,6 @@ import argparse
 import json
 import math
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -44,6 +49,7 @@ from pathlib import Path
 from srpo_verl.report import compare as report
 from srpo_verl.report.logs import read_jsonl
 from srpo_verl.report.table import parse_step_windows, parse_time_windows
+from srpo_verl.tiny.defaults import QUICKSTART_DEFAULTS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO_ROOT / "scripts" / "quickstart.sh"
@@ -53,17 +59,12 @@ MARKER = "finished.json"
 LR_RATIO = {"grpo": 1.0, "sdpo": 10.0, "srpo": 5.0, "srpo_no_dw": 5.0, "adv_mix": 5.0, "sdpo_incorrect_only": 10.0,
             "sdpo_correct_only": 10.0}
 DEFAULT_METHODS = ("grpo", "sdpo", "srpo")
-_KNOB = re.compile(r"^(\w+)=\$\{\1:-([^}]*)\}", re.M)
 
 
-def quickstart_defaults(script: Path = QUICKSTART) -> dict[str, str]:
-    """{VAR: default} of the quickstart's ``VAR=${VAR:-default}`` knobs (STEPS, SEED, BATCH, N, LR, TEST_FREQ, ...):
-    the harness's defaults are the quickstart's, read from the one place they are set."""
-    knobs = dict(_KNOB.findall(Path(script).read_text()))
-    missing = [k for k in ("STEPS", "BATCH", "N", "LR", "TEST_FREQ", "VAL_N") if k not in knobs]
-    if missing:
-        raise ValueError(f"{script}: no `VAR=${{VAR:-default}}` line for {missing}")
-    return knobs
+def quickstart_defaults() -> dict[str, str]:
+    """{VAR: default} of the quickstart's knobs (STEPS, SEED, LEVEL, BATCH, N, LR, TEST_FREQ, VAL_N, ...), from
+    ``srpo_verl.tiny.defaults``, where the quickstart script reads them too."""
+    return dict(QUICKSTART_DEFAULTS)
 
 
 def method_lr(method: str, srpo_lr: float) -> float:
@@ -86,6 +87,7 @@ class RunSpec:
     test_freq: int
     val_n: int
     overrides: tuple[str, ...] = ()
+    level: str = QUICKSTART_DEFAULTS["LEVEL"]
 
     def algo(self) -> str:
         """The quickstart's ALGO (grpo | sdpo | srpo); ablations run as their family plus ``srpo.method=``."""
@@ -97,7 +99,8 @@ class RunSpec:
         """The quickstart's knobs for this run (setup skipped: the harness runs inside the set-up .venv)."""
         return {"ALGO": self.algo(), "SEED": str(self.seed), "LR": f"{self.lr:.6g}", "STEPS": str(self.steps),
                 "BATCH": str(self.batch), "N": str(self.n), "TEST_FREQ": str(self.test_freq),
-                "VAL_N": str(self.val_n), "ASSETS": str(assets), "RUN_DIR": str(run_dir), "SKIP_SETUP": "1"}
+                "VAL_N": str(self.val_n), "LEVEL": self.level, "ASSETS": str(assets), "RUN_DIR": str(run_dir),
+                "SKIP_SETUP": "1"}
 
     def hydra_overrides(self, run_dir: Path) -> list[str]:
         """Overrides appended to the quickstart's command (later overrides of a key win in Hydra)."""
@@ -109,14 +112,19 @@ class RunSpec:
 
 
 def plan_runs(methods: list[str], seeds: list[int], srpo_lr: float, steps: int, batch: int, n: int, test_freq: int,
-              val_n: int, overrides: list[str]) -> list[RunSpec]:
+              val_n: int, overrides: list[str], level: str = QUICKSTART_DEFAULTS["LEVEL"]) -> list[RunSpec]:
     """Seed-major order: every method of the first seed, then the next seed."""
-    return [RunSpec(m, s, method_lr(m, srpo_lr), steps, batch, n, test_freq, val_n, tuple(overrides))
+    return [RunSpec(m, s, method_lr(m, srpo_lr), steps, batch, n, test_freq, val_n, tuple(overrides), level)
             for s in seeds for m in methods]
 
 
 def run_dir_of(out: Path, spec: RunSpec) -> Path:
     return Path(out) / spec.method / f"seed{spec.seed}"
+
+
+def assets_dir(template: str, spec: RunSpec) -> Path:
+    """The tiny assets of ``spec``: ``template`` with ``{seed}`` and ``{level}`` filled in."""
+    return Path(template.format(seed=spec.seed, level=spec.level))
 
 
 def assets_settings(assets: Path) -> dict | None:
@@ -192,8 +200,10 @@ def _is_progress_line(line: str) -> bool:
     return line.startswith("step ") or line.startswith("[quickstart]")
 
 
-def launch(spec: RunSpec, assets: Path, run_dir: Path, timeout_s: float, echo=print) -> RunResult:
-    """Run the quickstart for ``spec`` into a fresh ``run_dir`` (removed first), at most ``timeout_s`` seconds.
+def launch(spec: RunSpec, assets: Path, run_dir: Path, timeout_s: float, echo=print,
+           extra_overrides: tuple[str, ...] = ()) -> RunResult:
+    """Run the quickstart for ``spec`` into a fresh ``run_dir`` (removed first), at most ``timeout_s`` seconds;
+    ``extra_overrides`` go after the spec's (e.g. ``trainer.val_before_train=false``).
 
     Its console goes to ``run_dir/quickstart.out``; its per-step lines are echoed with a ``[method seedS]`` prefix.
     """
@@ -202,7 +212,7 @@ def launch(spec: RunSpec, assets: Path, run_dir: Path, timeout_s: float, echo=pr
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
     prefix = f"[{spec.method} seed{spec.seed}] "
-    command = ["bash", str(QUICKSTART), *spec.hydra_overrides(run_dir.resolve())]
+    command = ["bash", str(QUICKSTART), *spec.hydra_overrides(run_dir.resolve()), *extra_overrides]
     env = {**os.environ, **spec.env(Path(assets).resolve(), run_dir.resolve())}
     started = time.monotonic()
     with (run_dir / "quickstart.out").open("w") as console:
@@ -243,6 +253,56 @@ def launch(spec: RunSpec, assets: Path, run_dir: Path, timeout_s: float, echo=pr
     return RunResult(spec, "finished", last, wall, rc)
 
 
+START_VAL_DIR = "start_val"
+NO_START_VAL = "trainer.val_before_train=false"
+
+
+def start_val_key(spec: RunSpec, assets: Path) -> dict:
+    """What the step-0 validation depends on: the start model (its assets' settings) and how it is validated. The
+    method, lr and step count do not enter: every method of a seed starts from the same model."""
+    return json.loads(json.dumps({"assets": assets_settings(assets), "val_n": spec.val_n,
+                                  "overrides": list(spec.overrides)}))
+
+
+def start_val_path(out: Path, spec: RunSpec) -> Path:
+    return Path(out) / START_VAL_DIR / f"{spec.level}_seed{spec.seed}.json"
+
+
+def load_start_val(out: Path, spec: RunSpec, assets: Path) -> dict | None:
+    """The saved step-0 validation of ``spec``'s start model ({"key", "source", "metrics"}), or None when there is
+    none for exactly this model and validation."""
+    path = start_val_path(out, spec)
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return saved if saved.get("key") == start_val_key(spec, assets) and saved.get("metrics") else None
+
+
+def save_start_val(out: Path, spec: RunSpec, assets: Path, run_dir: Path) -> bool:
+    """Save the step-0 validation logged in ``run_dir/metrics.jsonl`` as the start model's; False when the run
+    logged none (cut before it)."""
+    metrics = Path(run_dir) / "metrics.jsonl"
+    try:
+        step0 = read_jsonl(metrics).get(0, {})
+    except (OSError, ValueError):
+        return False
+    if not any(key.startswith("val-") for key in step0):
+        return False
+    path = start_val_path(out, spec)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"key": start_val_key(spec, assets), "source": str(run_dir), "metrics": step0},
+                               indent=1))
+    return True
+
+
+def append_start_val(run_dir: Path, saved: dict) -> None:
+    """Log the reused step-0 validation into ``run_dir/metrics.jsonl`` (a verl FileLogger record, with where it
+    came from), so the run's log reads like one that validated its start model itself."""
+    with (Path(run_dir) / "metrics.jsonl").open("a") as log:
+        log.write(json.dumps({"step": 0, "data": saved["metrics"], "reused_from": saved["source"]}) + "\n")
+
+
 RAY_STARTUP_TIMEOUT = "The current node timed out during startup"
 
 
@@ -252,12 +312,12 @@ def ray_startup_failed(run_dir: Path) -> bool:
     return log.exists() and RAY_STARTUP_TIMEOUT in log.read_text(errors="replace")
 
 
-def build_assets(assets: Path, seed: int, echo=print) -> float:
-    """``python -m srpo_verl.tiny.build --out ASSETS --seed S --reuse`` (a no-op on matching assets); seconds taken.
-    Raises RuntimeError with the output's tail on failure."""
+def build_assets(assets: Path, seed: int, echo=print, level: str = QUICKSTART_DEFAULTS["LEVEL"]) -> float:
+    """``python -m srpo_verl.tiny.build --out ASSETS --seed S --level L --reuse`` (a no-op on matching assets);
+    seconds taken. Raises RuntimeError with the output's tail on failure."""
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "srpo_verl.tiny.build", "--out", str(assets), "--seed", str(seed),
-                           "--reuse"], cwd=REPO_ROOT, capture_output=True, text=True)
+                           "--level", level, "--reuse"], cwd=REPO_ROOT, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"tiny assets for seed {seed} ({assets}) failed:\n{(done.stdout + done.stderr)[-2000:]}")
     took = time.monotonic() - started
@@ -272,13 +332,15 @@ def run_all(specs: list[RunSpec], out: Path, assets_template: str, run_timeout_s
     results, built = [], set()
     for spec in specs:
         run_dir = run_dir_of(out, spec)
-        assets = Path(assets_template.format(seed=spec.seed))
+        assets = assets_dir(assets_template, spec)
         if spec.seed not in built:  # first, so that a finished run on other assets is not reused
-            build_assets(assets, spec.seed, echo)
+            build_assets(assets, spec.seed, echo, spec.level)
             built.add(spec.seed)
         if is_finished(run_dir, spec, assets_settings(assets)):
             echo(f"[compare] {spec.method} seed{spec.seed}: finished earlier, skipped ({run_dir})")
             results.append(RunResult(spec, "skipped", spec.steps))
+            if load_start_val(out, spec, assets) is None:
+                save_start_val(out, spec, assets, run_dir)
             continue
         remaining = budget_s - (time.monotonic() - started)
         if remaining < min_run_s:
@@ -288,11 +350,20 @@ def run_all(specs: list[RunSpec], out: Path, assets_template: str, run_timeout_s
         timeout = min(run_timeout_s, remaining)
         echo(f"[compare] {spec.method} seed{spec.seed}: lr {spec.lr:.3g}, {spec.steps} steps (at most {timeout:.0f} s)"
              f" -> {run_dir}")
-        result = launch(spec, assets, run_dir, timeout, echo)
+        start_val = load_start_val(out, spec, assets)
+        extra = (NO_START_VAL,) if start_val is not None else ()
+        if start_val is not None:
+            echo(f"[compare] {spec.method} seed{spec.seed}: start model validated earlier ({start_val['source']}), "
+                 "not again")
+        result = launch(spec, assets, run_dir, timeout, echo, extra)
         remaining = budget_s - (time.monotonic() - started)
         if result.status == "failed" and ray_startup_failed(run_dir) and remaining >= min_run_s:
             echo(f"[compare] {spec.method} seed{spec.seed}: Ray's node start-up timed out (host load); retrying once")
-            result = launch(spec, assets, run_dir, min(run_timeout_s, remaining), echo)
+            result = launch(spec, assets, run_dir, min(run_timeout_s, remaining), echo, extra)
+        if start_val is not None:
+            append_start_val(run_dir, start_val)
+        else:
+            save_start_val(out, spec, assets, run_dir)
         echo(f"[compare] {spec.method} seed{spec.seed}: {result.status} at step {result.last_step}/{spec.steps} "
              f"in {result.wall_s:.0f} s" + (f" ({result.note})" if result.note else ""))
         results.append(result)
@@ -300,12 +371,14 @@ def run_all(specs: list[RunSpec], out: Path, assets_template: str, run_timeout_s
 
 
 def collect(out: Path, specs: list[RunSpec]) -> dict[str, list]:
-    """{method: [StepMetrics of each planned seed whose run dir has a metrics.jsonl with a training step]}."""
+    """{method: [StepMetrics of each planned seed whose run dir has a metrics.jsonl with a training step]}, steps
+    after the spec's last left out (``--report-only --steps 100`` reports the first 100 steps of longer runs)."""
     runs: dict[str, list] = {}
     for spec in specs:
         metrics = run_dir_of(out, spec) / "metrics.jsonl"
         if last_logged_step(metrics) >= 1:
-            runs.setdefault(spec.method, []).append(read_jsonl(metrics))
+            steps = read_jsonl(metrics)
+            runs.setdefault(spec.method, []).append({s: m for s, m in steps.items() if s <= spec.steps})
     return runs
 
 
@@ -381,7 +454,8 @@ def write_report(out: Path, specs: list[RunSpec], results: list[RunResult], step
         "methods": {row.method: {"seeds": row.seeds, "base": cell(row.base), "by_step": [cell(c) for c in row.by_step],
                                  "by_time": [cell(c) for c in row.by_time], "step_seconds": cell(row.step_seconds),
                                  "teacher_seconds": cell(row.teacher_seconds),
-                                 "teacher_tokens": cell(row.teacher_tokens), "final_step": cell(row.final_step)}
+                                 "teacher_tokens": cell(row.teacher_tokens), "final_step": cell(row.final_step),
+                                 "final_val": cell(row.final_val), "auc": cell(row.auc)}
                     for row in rows},
         "replayed_batch": replays}, indent=1))
     echo(table)
@@ -393,6 +467,8 @@ def write_report(out: Path, specs: list[RunSpec], results: list[RunResult], step
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from srpo_verl.tiny.build import LEVELS
+
     knobs = quickstart_defaults()
     parser = argparse.ArgumentParser(
         description="GRPO / SDPO / SRPO (and ablations) x seeds on the CPU toy: one PNG of mean ± std curves and a "
@@ -410,9 +486,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="SRPO's lr; the others keep the paper's ratios (GRPO = /5, SDPO = x2); default: the "
                              "quickstart's LR")
     parser.add_argument("--out", type=Path, default=Path("runs/compare"))
-    parser.add_argument("--assets", default=str(REPO_ROOT / "runs" / "tiny_assets_seed{seed}"),
-                        help="tiny assets dir per seed ({seed} is replaced; built when missing; default: the "
-                             "quickstart's)")
+    parser.add_argument("--level", default=knobs["LEVEL"], choices=list(LEVELS),
+                        help="tiny-asset level (srpo_verl.tiny.build.LEVELS); default: the quickstart's")
+    parser.add_argument("--assets", default=None,
+                        help="tiny assets dir per seed ({seed} and {level} are replaced; built when missing; default: "
+                             "the quickstart's, runs/tiny_assets_seed{seed} or runs/tiny_assets_{level}_seed{seed})")
     parser.add_argument("--run-timeout-min", type=float, default=30.0, help="wall-clock bound of one run")
     parser.add_argument("--budget-min", type=float, default=60.0, help="wall-clock bound of the whole invocation")
     parser.add_argument("--step-windows", default=None, help="e.g. 10,20,40 (default: 1/4, 1/2, all of --steps)")
@@ -429,6 +507,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.srpo_lr <= 0:
         parser.error(f"--srpo-lr must be > 0, got {args.srpo_lr}")
+    if args.assets is None:
+        name = "tiny_assets_seed{seed}" if args.level == knobs["LEVEL"] else "tiny_assets_{level}_seed{seed}"
+        args.assets = str(REPO_ROOT / "runs" / name)
     return args
 
 
@@ -436,12 +517,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     specs = plan_runs(args.methods, args.seeds, args.srpo_lr, args.steps, args.batch, args.n, args.test_freq,
-                      args.val_n, args.overrides)
+                      args.val_n, args.overrides, args.level)
     echo = lambda text: print(text, flush=True)  # noqa: E731
     started = time.monotonic()
     if args.report_only:
         results = [RunResult(s, "finished" if is_finished(run_dir_of(args.out, s), s, assets_settings(
-                                 Path(args.assets.format(seed=s.seed)))) else "unfinished",
+                                 assets_dir(args.assets, s))) else "unfinished",
                              last_logged_step(run_dir_of(args.out, s) / "metrics.jsonl")) for s in specs]
     else:
         echo(f"[compare] {len(specs)} runs ({', '.join(args.methods)} x seeds {args.seeds}), lr "

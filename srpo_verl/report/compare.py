@@ -14,6 +14,8 @@ train reward       ``critic/score/mean``                         mean verifier s
 SDPO-routed frac   ``srpo/route/sdpo_frac``                      paper Fig. 5; GRPO logs none
 teacher entropy    ``srpo/teacher/entropy_mean``                 on SDPO tokens (Fig. 1c); steps with no
                                                                  SDPO token log 0 there and are left out
+top-K mass gap     ``srpo/topk/mass_gap``                        student − teacher mass on the distilled
+                                                                 top-K ids, SDPO tokens (Fig. 1d)
 response length    ``response_length/mean``                      tokens
 =================  ==========================================  =========================================
 
@@ -23,7 +25,8 @@ seeds of their training time at step k.
 
 Table: for each method, the best validation accuracy within each step budget and each training-time budget (a
 seed's best inside the budget, then mean +- std over seeds; ``srpo_verl.report.table.best_within``), the untrained
-accuracy (step 0), mean s/step (``timing_s/step`` over steps >= 2: step 1 pays warm-up), teacher seconds per step
+accuracy (step 0), the final validation (the last validated step), the area under the validation curve (trapezoids
+from step 0 to the last validated step, divided by that span: the mean accuracy over training), mean s/step (``timing_s/step`` over steps >= 2: step 1 pays warm-up), teacher seconds per step
 (``timing_s/srpo_teacher``, same steps) and teacher tokens per step (``srpo/teacher/tokens``; both 0 for GRPO).
 """
 
@@ -43,6 +46,7 @@ SDPO_FRACTION_KEY = "srpo/route/sdpo_frac"
 TEACHER_ENTROPY_KEY = "srpo/teacher/entropy_mean"
 TEACHER_TOKENS_KEY = "srpo/teacher/tokens"
 RESPONSE_LENGTH_KEY = "response_length/mean"
+MASS_GAP_KEY = "srpo/topk/mass_gap"
 STEP_SECONDS_KEY = "timing_s/step"
 TEACHER_SECONDS_KEY = "timing_s/srpo_teacher"  # the SRPO trainer's teacher pass (marked_timer "srpo_teacher")
 # Loss-side metrics reach the log with verl's `actor/` prefix, driver-side ones without: both are looked up.
@@ -51,13 +55,14 @@ PREFIXES = ("", "actor/")
 # (panel title, metric key or None for validation accuracy, scale for display)
 PANELS = (("validation accuracy (%)", None, 100.0), ("train reward", REWARD_KEY, 1.0),
           ("SDPO-routed fraction", SDPO_FRACTION_KEY, 1.0), ("teacher entropy on SDPO tokens", TEACHER_ENTROPY_KEY, 1.0),
-          ("response length (tokens)", RESPONSE_LENGTH_KEY, 1.0))
+          ("top-K mass gap on SDPO tokens", MASS_GAP_KEY, 1.0), ("response length (tokens)", RESPONSE_LENGTH_KEY, 1.0))
 
 
 def metric_series(steps: StepMetrics, key: str | None, name: str = "run") -> dict[int, float]:
     """{step: value} of one metric (``key`` None: the run's validation accuracy), finite values only.
 
-    The teacher entropy is dropped on steps that routed nothing to SDPO (the trainer logs 0.0 there).
+    The teacher entropy and the mass gap are dropped on steps that routed nothing to SDPO (the trainer logs 0.0
+    entropy there).
     """
     log = RunLog(steps)
     if key is None:
@@ -68,10 +73,20 @@ def metric_series(steps: StepMetrics, key: str | None, name: str = "run") -> dic
         series = log.series(key)
     else:
         series = next((s for s in (log.series(p + key) for p in PREFIXES) if s), {})
-    if key == TEACHER_ENTROPY_KEY:
+    if key in (TEACHER_ENTROPY_KEY, MASS_GAP_KEY):
         routed = metric_series(steps, SDPO_FRACTION_KEY, name)
         series = {s: v for s, v in series.items() if routed.get(s, 0.0) > 0.0}
     return {s: v for s, v in series.items() if math.isfinite(v)}
+
+
+def area_under_curve(accuracy: dict[int, float]) -> float | None:
+    """Trapezoid area under {step: accuracy} from its first to its last step, divided by that span (the curve's
+    mean over training); None with fewer than two points."""
+    steps = sorted(accuracy)
+    if len(steps) < 2:
+        return None
+    area = sum((b - a) * (accuracy[a] + accuracy[b]) / 2.0 for a, b in zip(steps, steps[1:]))
+    return area / (steps[-1] - steps[0])
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -157,12 +172,15 @@ class MethodRow:
     teacher_seconds: Cell
     teacher_tokens: Cell
     final_step: Cell
+    final_val: Cell
+    auc: Cell
 
 
 def method_row(method: str, per_seed: list[StepMetrics], step_windows: list[Window],
                time_windows: list[Window]) -> MethodRow:
     """The row of one method from its seeds' logs (module docstring)."""
     by_step, by_time, base, step_s, teacher_s, teacher, final = [], [], [], [], [], [], []
+    final_val, auc = [], []
     accuracies, clocks = [], []
     for i, steps in enumerate(per_seed):
         name = f"{method} seed {i}"
@@ -170,6 +188,9 @@ def method_row(method: str, per_seed: list[StepMetrics], step_windows: list[Wind
         accuracies.append(accuracy)
         clocks.append(safe_training_seconds(steps, name))
         base.append(accuracy.get(0))
+        validated = [s for s in accuracy if s >= 1]
+        final_val.append(accuracy[max(validated)] if validated else None)
+        auc.append(area_under_curve(accuracy))
         seconds = [m[STEP_SECONDS_KEY] for s, m in steps.items() if s >= 2 and STEP_SECONDS_KEY in m]
         step_s.append(statistics.fmean(seconds) if seconds else None)
         seconds = [m[TEACHER_SECONDS_KEY] for s, m in steps.items() if s >= 2 and TEACHER_SECONDS_KEY in m]
@@ -187,7 +208,8 @@ def method_row(method: str, per_seed: list[StepMetrics], step_windows: list[Wind
                 values.append(None if best is None else best[0])
             out.append(Cell.of_values(values))
     return MethodRow(method, len(per_seed), Cell.of_values(base), by_step, by_time, Cell.of_values(step_s),
-                     Cell.of_values(teacher_s), Cell.of_values(teacher), Cell.of_values(final))
+                     Cell.of_values(teacher_s), Cell.of_values(teacher), Cell.of_values(final),
+                     Cell.of_values(final_val), Cell.of_values(auc))
 
 
 def default_time_windows(runs: dict[str, list[StepMetrics]], fractions=(0.25, 0.5, 1.0)) -> list[Window]:
@@ -219,16 +241,20 @@ def comparison_rows(runs: dict[str, list[StepMetrics]], step_windows: list[Windo
 def render_table(rows: list[MethodRow], step_windows: list[Window], time_windows: list[Window]) -> str:
     """Markdown: best validation accuracy (%) within each step and time budget, mean ± std over seeds."""
     header = (["method", "seeds", "steps", "val acc step 0"] + [f"best ≤{w.label}" for w in step_windows]
-              + [f"best ≤{w.label} train time" for w in time_windows] + ["s/step", "teacher s/step", "teacher tok/step"])
+              + [f"best ≤{w.label} train time" for w in time_windows] + ["final", "AUC"]
+              + ["s/step", "teacher s/step", "teacher tok/step"])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [row.method, str(row.seeds), row.final_step.render(1.0, ".0f"), row.base.render(100.0)]
         cells += [c.render(100.0) for c in row.by_step] + [c.render(100.0) for c in row.by_time]
+        cells += [row.final_val.render(100.0), row.auc.render(100.0)]
         cells += [row.step_seconds.render(1.0, ".2f"), row.teacher_seconds.render(1.0, ".3f"),
                   row.teacher_tokens.render(1.0, ".0f")]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Validation accuracy in %, mean ± std over seeds of each seed's best validation inside the budget "
-              "(steps k ≥ 1; train time = Σ timing_s/step − save time, init and validation excluded); (n/m): only "
+              "(steps k ≥ 1; train time = Σ timing_s/step − save time, init and validation excluded); final: the last "
+              "validation; AUC: area under the validation curve from step 0 to the last validation over that span "
+              "(the mean accuracy over training); (n/m): only "
               "n of m seeds had a value; –: none. s/step, teacher s/step: mean timing_s/step, timing_s/srpo_teacher over "
               "steps ≥ 2; teacher tok/step: mean srpo/teacher/tokens."]
     return "\n".join(lines) + "\n"

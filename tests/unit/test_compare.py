@@ -3,6 +3,7 @@ and the run plan, learning rates, quickstart knobs and finished markers (srpo_ve
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -67,6 +68,29 @@ def test_method_row_budgets_per_seed_then_mean_std():
     assert early.teacher_tokens.mean == 0.0  # GRPO has no teacher
 
 
+def test_final_validation_and_area_under_the_curve():
+    # validations 0.2 @0, 0.6 @2, 0.4 @4: trapezoids (0.8 + 1.0) / 4 = 0.45; final 0.4, peak 0.6
+    assert compare.area_under_curve({0: 0.2, 2: 0.6, 4: 0.4}) == pytest.approx(0.45)
+    assert compare.area_under_curve({0: 0.2, 10: 0.2}) == pytest.approx(0.2)
+    assert compare.area_under_curve({3: 0.5}) is None
+    a = _run({0: 0.2, 2: 0.6, 4: 0.4}, 1.0)
+    b = _run({0: 0.2, 2: 0.8, 4: 0.8}, 1.0)  # AUC (1.0 + 1.6) / 4 = 0.65
+    row = compare.method_row("sdpo", [a, b], [Window("4st", 4)], [])
+    assert row.final_val.mean == pytest.approx(0.6) and row.final_val.std == pytest.approx(0.2)
+    assert row.auc.mean == pytest.approx(0.55) and row.auc.std == pytest.approx(0.1)
+    assert row.by_step[0].mean == pytest.approx(0.7)  # the peak within all steps
+    never = compare.method_row("grpo", [_run({}, 1.0)], [Window("4st", 4)], [])
+    assert never.final_val.mean is None and never.auc.mean is None
+
+
+def test_mass_gap_kept_on_routed_steps_only():
+    steps = _run({0: 0.5}, 1.0, sdpo=[0.5, 0.0, 0.25, 0.0])
+    for k, gap in zip(range(1, 5), (0.3, 0.0, 0.1, 0.0)):
+        steps[k]["actor/srpo/topk/mass_gap"] = gap
+    assert compare.metric_series(steps, compare.MASS_GAP_KEY) == {1: 0.3, 3: 0.1}
+    assert any(key == compare.MASS_GAP_KEY for _, key, _ in compare.PANELS)
+
+
 def test_cell_render_marks_missing_seeds():
     assert compare.Cell.of_values([0.5, None]).render(100.0) == "50.0 ± 0.0 (1/2)"
     assert compare.Cell.of_values([0.25, 0.75]).render(100.0) == "50.0 ± 25.0"
@@ -88,16 +112,36 @@ def test_table_and_figure(tmp_path):
     assert [r.method for r in rows] == ["grpo", "srpo"]  # paper order
     text = compare.render_table(rows, [Window("4st", 4)], [Window("4s", 4)])
     grpo_line = next(line for line in text.splitlines() if line.startswith("| grpo"))
-    assert grpo_line == "| grpo | 1 | 4 ± 0 | 10.0 ± 0.0 | 40.0 ± 0.0 | 40.0 ± 0.0 | 1.00 ± 0.00 | 0.000 ± 0.000 | 0 ± 0 |"
+    # final 40; AUC: (0.1 + 0.4) / 2 over steps 0-4
+    assert grpo_line == ("| grpo | 1 | 4 ± 0 | 10.0 ± 0.0 | 40.0 ± 0.0 | 40.0 ± 0.0 | 40.0 ± 0.0 | 25.0 ± 0.0 | "
+                         "1.00 ± 0.00 | 0.000 ± 0.000 | 0 ± 0 |")
     srpo_line = next(line for line in text.splitlines() if line.startswith("| srpo"))
     assert "| 90.0 ± 0.0 | – |" in srpo_line  # srpo's step-4 validation lies after 4 s (8 s)
     png = compare.plot_comparison(runs, tmp_path / "c.png", "t")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
-def test_quickstart_knobs_and_paper_lr_ratios():
+def test_quickstart_knobs_come_from_the_package():
+    from srpo_verl.tiny.defaults import QUICKSTART_DEFAULTS
+
     knobs = bench.quickstart_defaults()
-    assert float(knobs["LR"]) > 0 and int(knobs["STEPS"]) >= 1
+    assert knobs == QUICKSTART_DEFAULTS
+    assert (knobs["STEPS"], knobs["BATCH"], knobs["N"], knobs["LR"], knobs["TEST_FREQ"], knobs["VAL_N"],
+            knobs["LEVEL"]) == ("40", "16", "4", "2e-4", "20", "4", "quickstart")
+    args = bench.parse_args([])
+    assert (args.steps, args.batch, args.n, args.srpo_lr, args.test_freq, args.val_n, args.level) == \
+        (40, 16, 4, 2e-4, 20, 4, "quickstart")
+    assert args.assets.endswith("runs/tiny_assets_seed{seed}")
+    long = bench.parse_args(["--level", "long"])
+    assert long.assets.endswith("runs/tiny_assets_{level}_seed{seed}")
+    spec = bench.plan_runs(["srpo"], [3], 1e-4, 2, 8, 4, 1, 1, [], "long")[0]
+    assert spec.level == "long" and spec.env(Path("a"), Path("r"))["LEVEL"] == "long"
+    assert bench.assets_dir(long.assets, spec).name == "tiny_assets_long_seed3"
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--level", "nope"])
+
+
+def test_paper_lr_ratios():
     assert bench.method_lr("srpo", 2e-4) == pytest.approx(2e-4)
     assert bench.method_lr("grpo", 2e-4) == pytest.approx(4e-5)
     assert bench.method_lr("sdpo", 2e-4) == pytest.approx(4e-4)
@@ -151,6 +195,15 @@ def test_last_logged_step(tmp_path):
     assert math.isfinite(compare.mean_std([1.0])[0])
 
 
+def test_collect_reports_up_to_the_planned_steps(tmp_path):
+    spec = bench.plan_runs(["srpo"], [0], 1e-4, 2, 8, 4, 1, 1, [])[0]
+    run_dir = bench.run_dir_of(tmp_path, spec)
+    run_dir.mkdir(parents=True)
+    records = [{"step": s, "data": {VAL: 0.1 * s, "critic/score/mean": 0.5}} for s in range(5)]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert sorted(bench.collect(tmp_path, [spec])["srpo"][0]) == [0, 1, 2]
+
+
 def test_parse_args_rejects_bad_values():
     with pytest.raises(SystemExit):
         bench.parse_args(["--steps", "0"])
@@ -162,8 +215,12 @@ def test_parse_args_rejects_bad_values():
 
 FAKE_QUICKSTART = r"""#!/usr/bin/env bash
 # stands in for scripts/quickstart.sh: logs STEPS steps to $RUN_DIR/metrics.jsonl, one progress line each, sleeping
-# $FAKE_SLEEP seconds after each (in a child process, as the trainer is one)
+# $FAKE_SLEEP seconds after each (in a child process, as the trainer is one); the step-0 validation ($FAKE_VAL0)
+# first unless an argument turns it off
 set -e
+if [[ " $* " != *" trainer.val_before_train=false "* ]]; then
+    echo "{\"step\": 0, \"data\": {\"val-core/synthetic/acc/mean@4\": ${FAKE_VAL0:-0.25}}}" >> "$RUN_DIR/metrics.jsonl"
+fi
 for ((k = 1; k <= STEPS; k++)); do
     echo "{\"step\": $k, \"data\": {\"critic/score/mean\": 0.5, \"timing_s/step\": 1.0}}" >> "$RUN_DIR/metrics.jsonl"
     echo "step $k/$STEPS | reward 0.500"
@@ -180,7 +237,7 @@ def fake_quickstart(tmp_path, monkeypatch):
     script = tmp_path / "quickstart.sh"
     script.write_text(FAKE_QUICKSTART)
     monkeypatch.setattr(bench, "QUICKSTART", script)
-    monkeypatch.setattr(bench, "build_assets", lambda assets, seed, echo=print: 0.0)
+    monkeypatch.setattr(bench, "build_assets", lambda assets, seed, echo=print, level="quickstart": 0.0)
     return tmp_path
 
 
@@ -192,6 +249,14 @@ def test_run_all_finishes_skips_and_cuts(fake_quickstart, monkeypatch):
     assert "[srpo seed0] step 2/2 | reward 0.500" in lines and not any("noise" in line for line in lines)
     assert f"srpo.route_dump_dir={(out / 'srpo' / 'seed0').resolve() / 'routes'}" in \
         (out / "srpo" / "seed0" / "quickstart.out").read_text()
+    # grpo validated the start model; srpo did not, and its log has grpo's step-0 validation
+    saved = json.loads((out / bench.START_VAL_DIR / "quickstart_seed0.json").read_text())
+    assert saved["source"] == str(out / "grpo" / "seed0") and saved["metrics"] == {VAL: 0.25}
+    assert "trainer.val_before_train=false" not in (out / "grpo" / "seed0" / "quickstart.out").read_text()
+    assert "trainer.val_before_train=false" in (out / "srpo" / "seed0" / "quickstart.out").read_text()
+    srpo_log = bench.read_jsonl(out / "srpo" / "seed0" / "metrics.jsonl")
+    assert srpo_log[0] == {VAL: 0.25} and sorted(srpo_log) == [0, 1, 2]
+    assert any("start model validated earlier" in line for line in lines)
     # a second invocation reruns nothing; a longer plan reruns from scratch
     again = bench.run_all(specs, out, "a", 60, 600, lines.append)
     assert [r.status for r in again] == ["skipped", "skipped"]
@@ -205,11 +270,31 @@ def test_run_all_finishes_skips_and_cuts(fake_quickstart, monkeypatch):
     assert bench.run_all(longer, out, "a", 60, 10, lines.append)[0].status == "not started"
 
 
+def test_start_validation_is_reused_only_for_the_same_model_and_validation(fake_quickstart, monkeypatch):
+    out, assets = fake_quickstart / "out", fake_quickstart / "assets0"
+    assets.mkdir()
+    (assets / "manifest.json").write_text(json.dumps({"settings": {"builder_version": 4, "seed": 0}}))
+    monkeypatch.setenv("FAKE_VAL0", "0.5")
+    first = bench.plan_runs(["sdpo", "grpo"], [0], 1e-4, 1, 8, 4, 1, 1, [])
+    bench.run_all(first, out, str(fake_quickstart / "assets{seed}"), 60, 600, lambda _: None)
+    assert bench.read_jsonl(out / "grpo" / "seed0" / "metrics.jsonl")[0] == {VAL: 0.5}
+    # another validation (VAL_N 2): the start model is validated again, and that becomes the saved one
+    monkeypatch.setenv("FAKE_VAL0", "0.75")
+    other = bench.plan_runs(["grpo"], [0], 1e-4, 1, 8, 4, 1, 2, [])
+    assert bench.load_start_val(out, other[0], assets) is None
+    bench.run_all(other, out, str(fake_quickstart / "assets{seed}"), 60, 600, lambda _: None)
+    assert bench.read_jsonl(out / "grpo" / "seed0" / "metrics.jsonl")[0] == {VAL: 0.75}
+    assert bench.load_start_val(out, other[0], assets)["metrics"] == {VAL: 0.75}
+    # other assets (a rebuilt model): not reused
+    (assets / "manifest.json").write_text(json.dumps({"settings": {"builder_version": 5, "seed": 0}}))
+    assert bench.load_start_val(out, other[0], assets) is None
+
+
 def test_ray_startup_timeout_is_retried_once(fake_quickstart, monkeypatch):
     out, lines, calls = fake_quickstart / "out", [], []
     spec = bench.plan_runs(["srpo"], [0], 1e-4, 2, 8, 4, 1, 1, [])[0]
 
-    def launch(spec, assets, run_dir, timeout, echo):
+    def launch(spec, assets, run_dir, timeout, echo, extra=()):
         calls.append(timeout)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "train.log").write_text(f"Exception: {bench.RAY_STARTUP_TIMEOUT} ...\n")

@@ -240,3 +240,65 @@ def test_build_fails_when_the_teacher_does_not_copy_the_shown_answer(tmp_path):
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["teacher_accuracy_check"] == {"min": 0.99, "ok": False}
     assert manifest["teacher_sampled_accuracy"]["num_prompts"] == SMALL.num_test
+
+
+# ---- levels ----
+
+def test_quickstart_level_is_the_default_settings_unchanged():
+    from srpo_verl.tiny.build import DEFAULT_LEVEL, level_of, level_settings
+
+    assert DEFAULT_LEVEL == "quickstart" and level_settings("quickstart") == BuildSettings()
+    # builder v4's quickstart settings, pinned: a level must not move the quickstart's assets
+    settings = BuildSettings().to_dict()
+    assert {k: settings[k] for k in ("builder_version", "seed", "warmstart_steps", "warmstart_target_accuracy",
+                                     "teacher_repeats", "expected_accuracy", "accuracy_tolerance",
+                                     "min_teacher_accuracy", "num_train", "num_test")} == {
+        "builder_version": 4, "seed": 0, "warmstart_steps": 450, "warmstart_target_accuracy": 0.4,
+        "teacher_repeats": 2, "expected_accuracy": 0.38, "accuracy_tolerance": 0.10, "min_teacher_accuracy": 0.9,
+        "num_train": 850, "num_test": 150}
+    assert level_of(BuildSettings(seed=3)) == "quickstart"
+    assert level_of(BuildSettings(warmstart_target_accuracy=0.2)) is None
+
+
+def test_long_level_keeps_the_start_state_guarantees():
+    from srpo_verl.tiny.build import level_of, level_settings
+
+    long = level_settings("long", BuildSettings(seed=4))
+    assert long.seed == 4 and level_of(long) == "long"
+    digit = task.digit_accuracy(long.warmstart_target_accuracy)
+    assert long.warmstart_target_accuracy == 0.03 and digit == pytest.approx(0.311, abs=1e-3)
+    # systematic wrong answers: each neighbour of a digit is more likely than the digit itself, so the most likely
+    # answer is wrong (the quickstart's digits are right with 0.74, each neighbour 0.13)
+    assert (1 - digit) / 2 > digit
+    assert task.digit_accuracy(BuildSettings().warmstart_target_accuracy) > 0.7
+    # student accuracy set by the data and checked, teacher copy checked at the quickstart's bar
+    assert check_accuracy(long, 0.006)["ok"] and check_accuracy(long, 0.074)["ok"]
+    assert not check_accuracy(long, 0.004)["ok"] and not check_accuracy(long, 0.076)["ok"]
+    assert not check_accuracy(long, 0.38)["ok"]  # a quickstart-level model fails the long level's check
+    assert check_teacher_accuracy(long, 0.9)["ok"] and not check_teacher_accuracy(long, 0.89)["ok"]
+    # everything else as the quickstart's
+    differing = {k for k, v in long.to_dict().items() if BuildSettings(seed=4).to_dict()[k] != v}
+    assert differing == {"warmstart_target_accuracy", "expected_accuracy", "accuracy_tolerance"}
+    with pytest.raises(ValueError, match="unknown level 'hard'"):
+        level_settings("hard")
+
+
+def test_build_records_the_level_and_the_cli_reuses_by_level(tmp_path, capsys):
+    from srpo_verl.tiny.build import level_settings, main
+
+    assets = build_tiny_assets(tmp_path / "small", settings=SMALL, log=lambda _: None)
+    assert assets.manifest["level"] is None  # the test's own settings are no level
+    # a directory holding the long level's assets of seed 5 is reused by --level long, rebuilt for another level
+    root = tmp_path / "long5"
+    (root / "model").mkdir(parents=True)
+    (root / "data").mkdir()
+    for path in (root / "model" / "config.json", root / "data" / "train.parquet", root / "data" / "test.parquet"):
+        path.write_text("{}")
+    manifest = {"settings": level_settings("long", BuildSettings(seed=5)).to_dict(), "level": "long",
+                "sampled_accuracy": {"accuracy": 0.11}}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["--out", str(root), "--seed", "5", "--level", "long", "--reuse"]) == 0
+    printed = capsys.readouterr().out
+    assert "reusing" in printed and "level long" in printed and "11.0%" in printed
+    assert cached_assets(root, level_settings("long", BuildSettings(seed=5))) is not None
+    assert cached_assets(root, BuildSettings(seed=5)) is None  # the quickstart level would rebuild
