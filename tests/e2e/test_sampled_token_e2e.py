@@ -14,7 +14,7 @@ import pytest
 
 from srpo_verl.bench.cpu_run import CpuRun
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
