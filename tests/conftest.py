@@ -54,7 +54,7 @@ def full_splits() -> Path:
     value = os.environ.get(SPLITS_ENV)
     if not value:
         pytest.skip(f"{SPLITS_ENV} is not set: the checks over the full SDPO splits need it to name their folder "
-                    "(.ci/run sets it to ../shared/data/sdpo_splits)")
+                    "(.ci/run sets it to the project CI's copy of the splits when one sits beside the checkout)")
     root = Path(value).resolve()
     if not (root / "sciknoweval").is_dir():
         pytest.fail(f"{SPLITS_ENV}={value}: no sciknoweval/ folder there")
