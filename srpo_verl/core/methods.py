@@ -24,6 +24,10 @@ METHOD_ROUTE_MODE = {
     "sdpo_correct_only": "sdpo_correct_only",
 }
 
+#: route modes that distil failed samples with a teacher: there the success memory can supply one
+#: (``srpo_verl.core.success_memory``).
+MEMORY_ROUTE_MODES = ("srpo", "sdpo", "sdpo_incorrect_only")
+
 #: methods whose distillation tokens are weighted by exp(−β·H_teacher) (§1.4); SDPO and the ablations are not.
 METHODS_WITH_ENTROPY_WEIGHTS = frozenset({"srpo"})
 

@@ -25,6 +25,8 @@ class RouteResult:
     teacher_available: a demonstration exists, or environment feedback was supplied for the sample (m_i in §1.2).
     distill: the samples that get self-distillation under ``mode``.
     mode: the routing mode that produced ``distill``.
+    memory_demo: bool[B], the demonstration comes from the success memory (``srpo_verl.core.success_memory``;
+        None when the memory is off).
     """
 
     correct: torch.Tensor
@@ -32,6 +34,7 @@ class RouteResult:
     teacher_available: torch.Tensor
     distill: torch.Tensor
     mode: str
+    memory_demo: torch.Tensor | None = None
 
     @property
     def grpo(self) -> torch.Tensor:
@@ -122,12 +125,16 @@ def route_metrics(route: RouteResult) -> dict[str, float]:
     """Fractions of the batch logged under ``srpo/route/*`` (SRPO_SPEC §7.27, Fig. 5).
 
     grpo_frac: not distilled. sdpo_frac: distilled. no_demo_frac: failed with no teacher information (the GRPO
-    fallback of Table 7's last row).
+    fallback of Table 7's last row). With the success memory on, memory/routed_frac: distilled with a memory
+    demonstration.
     """
     batch = max(route.correct.numel(), 1)
     failed_without_teacher = ~route.correct & ~route.teacher_available
-    return {
+    metrics = {
         "srpo/route/grpo_frac": route.grpo.sum().item() / batch,
         "srpo/route/sdpo_frac": route.distill.sum().item() / batch,
         "srpo/route/no_demo_frac": failed_without_teacher.sum().item() / batch,
     }
+    if route.memory_demo is not None:
+        metrics["srpo/memory/routed_frac"] = route.memory_demo.sum().item() / batch
+    return metrics

@@ -390,6 +390,7 @@ def resumed_line(step: int, folder: Path, teacher: bool, kind: str | None = None
 # ---------------------------------------------------------------------------------------------- srpo.teacher=base
 #: written into each step folder by a `srpo.teacher=base` run: the files its frozen teacher was built from
 BASE_TEACHER_FILE = "teacher_base.json"
+SUCCESS_MEMORY_FILE = "srpo_success_memory.json"
 #: model-directory files whose names and sizes identify the initial weights (config.json is hashed as well)
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
@@ -447,3 +448,33 @@ def base_teacher_problem(step_folder: str | Path, model_path: str) -> str | None
             f"{saved.get('model_path')} and actor_rollout_ref.model.path={model_path} holds other weights or another "
             f"config ({record}); point actor_rollout_ref.model.path at the run's initial model")
 
+
+
+def write_success_memory(step_folder: str | Path, state: Mapping) -> Path:
+    """Write the success memory's state to ``step_folder/srpo_success_memory.json`` (atomically)."""
+    import json
+
+    folder = Path(step_folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / SUCCESS_MEMORY_FILE
+    scratch = target.with_suffix(".json.tmp")
+    scratch.write_text(json.dumps(state, ensure_ascii=False))
+    os.replace(scratch, target)
+    return target
+
+
+def read_success_memory(step_folder: str | Path) -> dict:
+    """The success memory's state saved in ``step_folder``; CheckpointError (one line) when it is missing or
+    unreadable."""
+    import json
+
+    path = Path(step_folder) / SUCCESS_MEMORY_FILE
+    if not path.is_file():
+        raise CheckpointError(
+            f"resuming with srpo.success_memory=true from {step_folder}, which has no {SUCCESS_MEMORY_FILE} (written "
+            "with the memory off, or the file was lost); resume with srpo.success_memory=false, or start the memory "
+            f"empty at this step: echo '{{\"version\": 1, \"entries\": []}}' > {path}")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"cannot resume {step_folder}: {path} is unreadable ({error})") from None

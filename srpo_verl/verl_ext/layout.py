@@ -135,6 +135,7 @@ def route_batch(
     threshold: float,
     mode: str,
     feedback_available: torch.Tensor | None = None,
+    has_memory: torch.Tensor | None = None,
 ):
     """Route a (balanced, reordered) verl batch: :func:`srpo_verl.core.route_samples` in rollout-index order.
 
@@ -145,6 +146,8 @@ def route_batch(
         keys: B sample keys ``{uid}_{session}_{index}``.
         rewards: float [B] sequence rewards.
         is_padding: bool [B].
+        has_memory: bool [B] or None (memory off): the sample's prompt has a success-memory entry
+            (:func:`srpo_verl.core.success_memory.add_memory_teachers`).
 
     Returns:
         (RouteResult with every tensor in batch order and ``demo_index`` as batch positions,
@@ -157,6 +160,10 @@ def route_batch(
     uids = [parse_rollout_key(keys[i])[0] for i in order]
     feedback = None if feedback_available is None else feedback_available[index]
     route = route_samples(rewards[index], uids, threshold=threshold, mode=mode, feedback_available=feedback)
+    if has_memory is not None:
+        from srpo_verl.core.success_memory import add_memory_teachers
+
+        route = add_memory_teachers(route, has_memory[index])
 
     batch = len(keys)
     correct = torch.zeros(batch, dtype=torch.bool)
@@ -165,4 +172,8 @@ def route_batch(
     demo = torch.full((batch,), -1, dtype=torch.long)
     correct[index], teacher[index], distill[index] = route.correct, route.teacher_available, route.distill
     demo[index] = torch.where(route.demo_index >= 0, index[route.demo_index.clamp(min=0)], route.demo_index)
-    return RouteResult(correct, demo, teacher, distill, route.mode), route_metrics(route)
+    memory = None
+    if route.memory_demo is not None:
+        memory = torch.zeros(batch, dtype=torch.bool)
+        memory[index] = route.memory_demo
+    return RouteResult(correct, demo, teacher, distill, route.mode, memory), route_metrics(route)

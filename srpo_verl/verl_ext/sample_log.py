@@ -25,6 +25,8 @@ from srpo_verl.core.diagnostics import pick_log_samples, sample_routes, token_su
 #: the folder under trainer.default_local_dir the route dump and the samples go to when route_dump_dir is unset
 DEFAULT_DUMP_SUBDIR = "srpo_dump"
 WANDB_KEY = "srpo/samples"
+#: the demonstration key logged for a sample whose demonstration came from the success memory
+MEMORY_DEMO_KEY = "success_memory"
 WANDB_COLUMNS = ("step", "row", "route", "reward", "prompt", "response", "teacher_prompt", "entropy_mean",
                  "weight_mean", "weight_min", "weight_max")
 
@@ -182,8 +184,10 @@ def log_step_samples(trainer, routed, teacher, entropy_full: list[torch.Tensor],
         ids = responses[j][valid].tolist()
         demo = int(route.demo_index[i])
         sdpo = routes[i] == "sdpo"
+        from_memory = route.memory_demo is not None and bool(route.memory_demo[i])
         records.append(sample_record(
-            step, i, batch.keys[i], routes[i], float(rewards[i]), batch.keys[demo] if demo >= 0 else None,
+            step, i, batch.keys[i], routes[i], float(rewards[i]),
+            batch.keys[demo] if demo >= 0 else (MEMORY_DEMO_KEY if from_memory else None),
             tokenizer.decode(prompts[j].tolist(), skip_special_tokens=False),
             tokenizer.decode(ids, skip_special_tokens=True),
             tokenizer.convert_ids_to_tokens(ids),

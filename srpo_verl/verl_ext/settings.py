@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from srpo_verl.core.methods import (DISTILL_MODES, LOGPROB_BACKENDS, METHOD_ROUTE_MODE, METHODS,
+from srpo_verl.core.methods import (DISTILL_MODES, LOGPROB_BACKENDS, MEMORY_ROUTE_MODES, METHOD_ROUTE_MODE, METHODS,
                                     METHODS_WITH_ENTROPY_WEIGHTS, RoutedLossConfig)
 from srpo_verl.core.teacher_prompt import TRUNCATION_MODES, TeacherTemplates
 
@@ -59,6 +59,8 @@ class SRPOSettings:
     format_drop_warn: float | None = 0.2
     max_reward_error_rate: float = 0.01
     preempt_grace_s: float = 300.0
+    success_memory: bool = False
+    success_memory_max_entries: int = 100_000
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -72,6 +74,7 @@ class SRPOSettings:
             raise RunConfigError(f"srpo.teacher={self.teacher!r} is not one of {', '.join(TEACHER_KINDS)}")
         self._check_teacher_kind()
         self._check_distill_mode()
+        self._check_success_memory()
         if self.reprompt_truncation not in TRUNCATION_MODES:
             raise RunConfigError(
                 f"srpo.reprompt_truncation={self.reprompt_truncation!r} is not one of {', '.join(TRUNCATION_MODES)}"
@@ -130,6 +133,15 @@ class SRPOSettings:
             raise RunConfigError(f"srpo.alpha={self.alpha!r} is not supported with srpo.distill_mode=sampled_token: "
                                  "the token-level loss is reverse KL only (the official SDPO code asserts it); set "
                                  "srpo.alpha=1")
+
+    def _check_success_memory(self) -> None:
+        if self.success_memory_max_entries < 1:
+            raise RunConfigError(f"srpo.success_memory_max_entries={self.success_memory_max_entries!r} must be ≥ 1 "
+                                 "(prompts remembered)")
+        if self.success_memory and self.route_mode not in MEMORY_ROUTE_MODES:
+            methods = sorted(m for m, mode in METHOD_ROUTE_MODE.items() if mode in MEMORY_ROUTE_MODES)
+            raise RunConfigError(f"srpo.success_memory=true has no effect with srpo.method={self.method}, which "
+                                 f"distils no failed sample: drop it, or use one of {', '.join(methods)}")
 
     @property
     def sampled_token(self) -> bool:

@@ -23,7 +23,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import ray
 import torch
@@ -38,12 +38,13 @@ from srpo_verl.core.teacher_prompt import demonstration_texts, select_teacher_co
 from srpo_verl.core.weights import entropy_weights
 from srpo_verl.console import PREFIX
 from srpo_verl.core.format_watch import FormatDropWatch
+from srpo_verl.core.success_memory import SuccessMemory, group_successes, prompt_key
 from srpo_verl.preflight import checkpoint as ckpt
 from srpo_verl.preflight import rows
 from srpo_verl.preflight.config import teacher_micro_batch_size, validate_run_config
 from srpo_verl.verl_ext import loss as L
 from srpo_verl.verl_ext import preempt, registration, reward_guard, sample_log, save_guard
-from srpo_verl.verl_ext.layout import pack_response_field, route_batch, to_jagged
+from srpo_verl.verl_ext.layout import pack_response_field, parse_rollout_key, rollout_order, route_batch, to_jagged
 from srpo_verl.verl_ext.teacher_batch import TeacherBatch, dispatch_order
 from srpo_verl.verl_ext.worker import WORKER_SETTINGS_KEY, SRPOWorker
 
@@ -72,14 +73,16 @@ def nonfinite_update_metrics(metrics: dict) -> list[str]:
 
 @dataclass
 class RoutedBatch:
-    """A step's batch after routing: its TransferQueue meta, the routes, and per sample [B] the response length,
-    the summed reward and verl's synthetic-padding flag."""
+    """A step's batch after routing: its TransferQueue meta, the routes, per sample [B] the response length, the
+    summed reward and verl's synthetic-padding flag, and {row: demonstration} for the rows whose demonstration comes
+    from the success memory."""
 
     meta: object
     route: object
     response_lens: torch.Tensor
     rewards: torch.Tensor
     is_padding: torch.Tensor
+    memory_demos: dict[int, str] = field(default_factory=dict)
 
 
 class SRPOTrainer(PPOTrainerSync):
@@ -90,6 +93,8 @@ class SRPOTrainer(PPOTrainerSync):
         self.srpo = sample_log.with_dump_dir(validate_run_config(config), config.trainer.default_local_dir)
         self._format_watch = FormatDropWatch(self.srpo.format_drop_warn)
         self._teacher_micro_batch = teacher_micro_batch_size(config, live=self.srpo.teacher == "live")
+        self._success_memory = (SuccessMemory(self.srpo.success_memory_max_entries)
+                                if self.srpo.uses_teacher and self.srpo.success_memory else None)
         with open_dict(config):
             # verl compares trainer_mode with "sync" in several places (replay buffer, checkpoints): run as sync.
             config.trainer.v1.trainer_mode = "sync"
@@ -211,22 +216,59 @@ class SRPOTrainer(PPOTrainerSync):
         feedback = None
         if self.srpo.include_environment_feedback:
             fields.append("feedback")
+        if self._success_memory is not None:
+            fields += ["raw_prompt", "responses"]
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
         rewards = torch.stack([row.sum() for row in data["rm_scores"].unbind()]).float()
         response_lens = data["response_mask"].offsets().diff()
         is_padding = torch.tensor([bool(tag.get("is_padding", False)) for tag in batch.tags])
         if self.srpo.include_environment_feedback:
             feedback = torch.tensor([bool(text) for text in list(data["feedback"])])
+        prompt_keys, has_memory = None, None
+        if self._success_memory is not None:
+            prompt_keys = [prompt_key(list(messages)) for messages in data["raw_prompt"]]
+            has_memory = torch.tensor([key in self._success_memory for key in prompt_keys])
         route, route_metrics = route_batch(
-            batch.keys, rewards, is_padding, self.srpo.success_threshold, self.srpo.route_mode, feedback
+            batch.keys, rewards, is_padding, self.srpo.success_threshold, self.srpo.route_mode, feedback, has_memory
         )
         metrics.update(route_metrics)
+        memory_demos = {}
+        if self._success_memory is not None:
+            memory_demos = {i: self._success_memory.lookup(prompt_keys[i])
+                            for i in route.memory_demo.nonzero().flatten().tolist()}
+            metrics.update(self._remember_successes(batch.keys, route, is_padding, prompt_keys, has_memory,
+                                                    data["responses"].unbind()))
         mask = to_jagged(torch.repeat_interleave(route.distill.float(), response_lens), response_lens)
-        return RoutedBatch(self._put(batch, {L.DISTILL_MASK: mask}), route, response_lens, rewards, is_padding)
+        return RoutedBatch(self._put(batch, {L.DISTILL_MASK: mask}), route, response_lens, rewards, is_padding,
+                           memory_demos)
 
-    def _teacher_rows(self, batch, route) -> TeacherBatch:
+    def _remember_successes(self, keys, route, is_padding, prompt_keys, has_memory, responses) -> dict:
+        """Store each group's first correct response (in rollout order: the one its siblings were shown) under its
+        prompt, after this step's lookups; the ``srpo/memory/*`` metrics.
+
+        hit_rate: of the groups with no correct rollout, the share whose prompt had an entry (their failures were
+        routed to SDPO with it); stored: groups stored this step; entries: prompts held after storing."""
+        order = [i for i in rollout_order(keys) if not bool(is_padding[i])]
+        uids = [parse_rollout_key(keys[i])[0] for i in order]
+        firsts = group_successes(route.correct[order], uids)
+        unsolved = {uid: order[pos] for pos, uid in enumerate(uids) if uid not in firsts}
+        hits = sum(bool(has_memory[row]) for row in unsolved.values())
+        for position in firsts.values():
+            row = order[position]
+            self._success_memory.store(prompt_keys[row],
+                                       self.tokenizer.decode(responses[row], skip_special_tokens=True))
+        return {
+            "srpo/memory/hit_rate": hits / len(unsolved) if unsolved else 0.0,
+            "srpo/memory/unsolved_groups": len(unsolved),
+            "srpo/memory/hit_groups": hits,
+            "srpo/memory/stored": len(firsts),
+            "srpo/memory/entries": len(self._success_memory),
+        }
+
+    def _teacher_rows(self, batch, route, memory_demos: dict[int, str]) -> TeacherBatch:
         """The compact teacher batch: teacher prompt + the student's response for each distilled row, balanced over
-        the data-parallel ranks by tokens and padded for static micro-batches (teacher_batch.py)."""
+        the data-parallel ranks by tokens and padded for static micro-batches (teacher_batch.py). The demonstration
+        is the row's correct sibling's response, or its ``memory_demos`` entry."""
         rows = route.distill.nonzero().flatten().tolist()
         if not rows:
             return TeacherBatch(rows, [], None, [], 0, 0)
@@ -250,6 +292,10 @@ class SRPOTrainer(PPOTrainerSync):
         prompt_ids, truncated = [], 0
         demos = demonstration_texts(decoded, [int(route.demo_index[i]) for i in rows],
                                     self.srpo.remove_thinking_from_demonstration)
+        if memory_demos:
+            remembered = demonstration_texts(memory_demos, [i if i in memory_demos else -1 for i in rows],
+                                             self.srpo.remove_thinking_from_demonstration)
+            demos = [own if memory is None else memory for own, memory in zip(demos, remembered)]
         for i, demo in zip(rows, demos):
             solution, feedback = select_teacher_context(
                 demo, feedbacks[i], self.srpo.include_environment_feedback,
@@ -303,7 +349,7 @@ class SRPOTrainer(PPOTrainerSync):
     def _teacher_step(self, routed: RoutedBatch, metrics: dict):
         k = self._query_width
         batch, route, response_lens = routed.meta, routed.route, routed.response_lens
-        teacher = self._teacher_rows(batch, route)
+        teacher = self._teacher_rows(batch, route, routed.memory_demos)
         rows, td = teacher.rows, teacher.data
         self._dump_routes(routed, {i: int(p.numel()) for i, p in zip(rows, teacher.prompts)})
         n = len(rows)
@@ -374,6 +420,7 @@ class SRPOTrainer(PPOTrainerSync):
                     "correct": bool(route.correct[i]),
                     "distill": bool(route.distill[i]),
                     "demo_key": batch.keys[demo] if demo >= 0 else None,
+                    "memory_demo": route.memory_demo is not None and bool(route.memory_demo[i]),
                     "response_len": int(routed.response_lens[i]),
                     "teacher_prompt_len": teacher_prompt_lens.get(i),
                 }) + "\n")
@@ -447,6 +494,8 @@ class SRPOTrainer(PPOTrainerSync):
                                                max_ckpt_to_keep=actor_checkpoints_to_keep(self.config.trainer))
         elif self.srpo.uses_teacher and self.srpo.teacher == "base":
             ckpt.write_base_teacher(self._step_folder(self.global_steps), self.config.actor_rollout_ref.model.path)
+        if self._success_memory is not None:
+            ckpt.write_success_memory(self._step_folder(self.global_steps), self._success_memory.state_dict())
         super()._save_checkpoint()
 
     def _load_checkpoint(self):
@@ -475,6 +524,13 @@ class SRPOTrainer(PPOTrainerSync):
                     "(srpo.method=grpo or verl's own trainer). " + ckpt.offer_previous(root, self.global_steps, layout)
                 )
             self.actor_rollout_wg.load_teacher(path)
+        if self._success_memory is not None:
+            state = ckpt.read_success_memory(folder)
+            try:
+                self._success_memory.load_state_dict(state)
+            except ValueError as error:
+                raise ckpt.CheckpointError(f"cannot resume {folder}: {ckpt.SUCCESS_MEMORY_FILE}: {error}") from None
+            print(f"{PREFIX} success memory: {len(self._success_memory)} prompts restored from {folder}", flush=True)
         print(ckpt.resumed_line(self.global_steps, folder, self.srpo.teacher_ema,
                                 self.srpo.teacher if self.srpo.uses_teacher else None), flush=True)
 
