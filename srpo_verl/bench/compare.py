@@ -259,9 +259,10 @@ NO_START_VAL = "trainer.val_before_train=false"
 
 def start_val_key(spec: RunSpec, assets: Path) -> dict:
     """What the step-0 validation depends on: the start model (its assets' settings) and how it is validated. The
-    method, lr and step count do not enter: every method of a seed starts from the same model."""
-    return json.loads(json.dumps({"assets": assets_settings(assets), "val_n": spec.val_n,
-                                  "overrides": list(spec.overrides)}))
+    method, lr, step count and ``srpo.*`` overrides do not enter: every method of a seed starts from the same model,
+    and the step-0 validation generates with the actor before anything of the ``srpo:`` group has run."""
+    overrides = [o for o in spec.overrides if not o.lstrip("+~").startswith("srpo.")]
+    return json.loads(json.dumps({"assets": assets_settings(assets), "val_n": spec.val_n, "overrides": overrides}))
 
 
 def start_val_path(out: Path, spec: RunSpec) -> Path:

@@ -285,6 +285,11 @@ def test_start_validation_is_reused_only_for_the_same_model_and_validation(fake_
     bench.run_all(other, out, str(fake_quickstart / "assets{seed}"), 60, 600, lambda _: None)
     assert bench.read_jsonl(out / "grpo" / "seed0" / "metrics.jsonl")[0] == {VAL: 0.75}
     assert bench.load_start_val(out, other[0], assets)["metrics"] == {VAL: 0.75}
+    # srpo.* overrides never change the step-0 validation: reused; any other override is another validation
+    with_memory = bench.plan_runs(["srpo"], [0], 1e-4, 1, 8, 4, 1, 2, ["srpo.success_memory=true"])
+    assert bench.load_start_val(out, with_memory[0], assets)["metrics"] == {VAL: 0.75}
+    other_temperature = bench.plan_runs(["srpo"], [0], 1e-4, 1, 8, 4, 1, 2, ["actor_rollout_ref.rollout.temperature=0.5"])
+    assert bench.load_start_val(out, other_temperature[0], assets) is None
     # other assets (a rebuilt model): not reused
     (assets / "manifest.json").write_text(json.dumps({"settings": {"builder_version": 5, "seed": 0}}))
     assert bench.load_start_val(out, other[0], assets) is None
