@@ -92,3 +92,9 @@ class FormatDropWatch:
             _, source, best, best_step, value = worst
             line = warning_line(best, best_step, value, step, self.threshold, source if len(keys) > 1 else "")
         return {DROP_METRIC: max(worst[0], 0.0) if worst else 0.0, WARN_METRIC: float(fired)}, line
+
+    def state_dict(self) -> dict:
+        return {"best": {source: list(pair) for source, pair in self.best.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best = {source: (float(value), int(step)) for source, (value, step) in state["best"].items()}

@@ -391,6 +391,7 @@ def resumed_line(step: int, folder: Path, teacher: bool, kind: str | None = None
 #: written into each step folder by a `srpo.teacher=base` run: the files its frozen teacher was built from
 BASE_TEACHER_FILE = "teacher_base.json"
 SUCCESS_MEMORY_FILE = "srpo_success_memory.json"
+WATCHES_FILE = "srpo_watches.json"
 #: model-directory files whose names and sizes identify the initial weights (config.json is hashed as well)
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
@@ -411,17 +412,22 @@ def base_fingerprint(model_path: str) -> dict:
     return {"model_path": str(local.resolve()), "weights": weights, "config_sha256": digest}
 
 
-def write_base_teacher(step_folder: str | Path, model_path: str) -> Path:
-    """Record ``base_fingerprint(model_path)`` in ``step_folder/teacher_base.json`` (atomically)."""
+def _write_json(step_folder: str | Path, name: str, value, **dumps) -> Path:
+    """Write ``value`` as JSON to ``step_folder/name`` atomically (a scratch file renamed over it)."""
     import json
 
     folder = Path(step_folder)
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / BASE_TEACHER_FILE
+    target = folder / name
     scratch = target.with_suffix(".json.tmp")
-    scratch.write_text(json.dumps(base_fingerprint(model_path), indent=1, sort_keys=True))
+    scratch.write_text(json.dumps(value, **dumps))
     os.replace(scratch, target)
     return target
+
+
+def write_base_teacher(step_folder: str | Path, model_path: str) -> Path:
+    """Record ``base_fingerprint(model_path)`` in ``step_folder/teacher_base.json`` (atomically)."""
+    return _write_json(step_folder, BASE_TEACHER_FILE, base_fingerprint(model_path), indent=1, sort_keys=True)
 
 
 def base_teacher_problem(step_folder: str | Path, model_path: str) -> str | None:
@@ -452,15 +458,26 @@ def base_teacher_problem(step_folder: str | Path, model_path: str) -> str | None
 
 def write_success_memory(step_folder: str | Path, state: Mapping) -> Path:
     """Write the success memory's state to ``step_folder/srpo_success_memory.json`` (atomically)."""
+    return _write_json(step_folder, SUCCESS_MEMORY_FILE, state, ensure_ascii=False)
+
+
+def write_watches(step_folder: str | Path, state: Mapping) -> Path:
+    """Write the collapse watches' state to ``step_folder/srpo_watches.json`` (atomically)."""
+    return _write_json(step_folder, WATCHES_FILE, state, indent=1)
+
+
+def read_watches(step_folder: str | Path) -> dict | None:
+    """The collapse watches' state saved in ``step_folder``; None when the step was written without it;
+    CheckpointError (one line) when it is unreadable."""
     import json
 
-    folder = Path(step_folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / SUCCESS_MEMORY_FILE
-    scratch = target.with_suffix(".json.tmp")
-    scratch.write_text(json.dumps(state, ensure_ascii=False))
-    os.replace(scratch, target)
-    return target
+    path = Path(step_folder) / WATCHES_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"cannot resume {step_folder}: {path} is unreadable ({error})") from None
 
 
 def read_success_memory(step_folder: str | Path) -> dict:

@@ -57,6 +57,8 @@ class SRPOSettings:
     log_samples: int = 4
     log_samples_freq: int = 10
     format_drop_warn: float | None = 0.2
+    teacher_entropy_warn: float | None = 5.0
+    teacher_entropy_window: int = 20
     max_reward_error_rate: float = 0.01
     preempt_grace_s: float = 300.0
     success_memory: bool = False
@@ -94,6 +96,12 @@ class SRPOSettings:
         if self.format_drop_warn is not None and not 0.0 < self.format_drop_warn <= 1.0:
             raise RunConfigError(f"srpo.format_drop_warn={self.format_drop_warn!r} must be in (0, 1] (a drop of the "
                                  "validation format rate from its best) or null (off)")
+        if self.teacher_entropy_warn is not None and not self.teacher_entropy_warn > 1.0:
+            raise RunConfigError(f"srpo.teacher_entropy_warn={self.teacher_entropy_warn!r} must be > 1 (a ratio of "
+                                 "the teacher's windowed entropy to its lowest so far) or null (off)")
+        if self.teacher_entropy_window < 1:
+            raise RunConfigError(f"srpo.teacher_entropy_window={self.teacher_entropy_window!r} must be ≥ 1 (training "
+                                 "steps that distilled anything)")
         if not 0.0 <= self.max_reward_error_rate <= 1.0:
             raise RunConfigError(f"srpo.max_reward_error_rate={self.max_reward_error_rate!r} must be in [0, 1] (the "
                                  "share of a step's rollouts whose reward function may raise; 0 = none)")

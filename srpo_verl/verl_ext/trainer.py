@@ -37,6 +37,7 @@ from verl.utils.debug import marked_timer
 from srpo_verl.core.teacher_prompt import demonstration_texts, select_teacher_context, tokenize_teacher_prompt
 from srpo_verl.core.weights import entropy_weights
 from srpo_verl.console import PREFIX
+from srpo_verl.core.entropy_watch import TeacherEntropyWatch
 from srpo_verl.core.format_watch import FormatDropWatch
 from srpo_verl.core.success_memory import SuccessMemory, group_successes, prompt_key
 from srpo_verl.preflight import checkpoint as ckpt
@@ -91,10 +92,8 @@ class SRPOTrainer(PPOTrainerSync):
     def __init__(self, config: DictConfig):
         registration.assert_registered(where="trainer process")
         self.srpo = sample_log.with_dump_dir(validate_run_config(config), config.trainer.default_local_dir)
-        self._format_watch = FormatDropWatch(self.srpo.format_drop_warn)
+        self._init_run_state()
         self._teacher_micro_batch = teacher_micro_batch_size(config, live=self.srpo.teacher == "live")
-        self._success_memory = (SuccessMemory(self.srpo.success_memory_max_entries)
-                                if self.srpo.uses_teacher and self.srpo.success_memory else None)
         with open_dict(config):
             # verl compares trainer_mode with "sync" in several places (replay buffer, checkpoints): run as sync.
             config.trainer.v1.trainer_mode = "sync"
@@ -107,6 +106,14 @@ class SRPOTrainer(PPOTrainerSync):
         self._run_control = ray.remote(num_cpus=0)(preempt.RunControl).options(
             name=preempt.CONTROL_NAME, get_if_exists=True).remote()
         super().__init__(config)
+
+    def _init_run_state(self) -> None:
+        """The driver-side state each checkpoint carries next to verl's and the teacher's: the collapse watches
+        and the success memory (None when off)."""
+        self._format_watch = FormatDropWatch(self.srpo.format_drop_warn)
+        self._entropy_watch = TeacherEntropyWatch(self.srpo.teacher_entropy_warn, self.srpo.teacher_entropy_window)
+        self._success_memory = (SuccessMemory(self.srpo.success_memory_max_entries)
+                                if self.srpo.uses_teacher and self.srpo.success_memory else None)
 
     # ------------------------------------------------------------------ data rows
     def _init_dataloader(self):
@@ -209,6 +216,10 @@ class SRPOTrainer(PPOTrainerSync):
             meta.extra_info.pop(L.PHASE, None)
         with marked_timer("srpo_teacher", self.timing_raw, color="purple"):
             batch = self._teacher_step(replace(routed, meta=batch), metrics)
+        watch_metrics, line = self._entropy_watch.update(self.global_steps, metrics)
+        metrics.update(watch_metrics)
+        if line:
+            print(line, flush=True)
         return batch
 
     def _route(self, batch, metrics: dict):
@@ -496,6 +507,8 @@ class SRPOTrainer(PPOTrainerSync):
             ckpt.write_base_teacher(self._step_folder(self.global_steps), self.config.actor_rollout_ref.model.path)
         if self._success_memory is not None:
             ckpt.write_success_memory(self._step_folder(self.global_steps), self._success_memory.state_dict())
+        ckpt.write_watches(self._step_folder(self.global_steps), {
+            "format_drop": self._format_watch.state_dict(), "teacher_entropy": self._entropy_watch.state_dict()})
         super()._save_checkpoint()
 
     def _load_checkpoint(self):
@@ -531,8 +544,25 @@ class SRPOTrainer(PPOTrainerSync):
             except ValueError as error:
                 raise ckpt.CheckpointError(f"cannot resume {folder}: {ckpt.SUCCESS_MEMORY_FILE}: {error}") from None
             print(f"{PREFIX} success memory: {len(self._success_memory)} prompts restored from {folder}", flush=True)
+        self._load_watches(folder)
         print(ckpt.resumed_line(self.global_steps, folder, self.srpo.teacher_ema,
                                 self.srpo.teacher if self.srpo.uses_teacher else None), flush=True)
+
+
+    def _load_watches(self, folder) -> None:
+        """Restore the collapse watches (their baselines span the whole run); a step written without them (or with
+        another srpo.teacher_entropy_window) restarts them, said in one line: they only warn, they never train."""
+        state = ckpt.read_watches(folder)
+        try:
+            if state is None:
+                raise ValueError(f"{folder} has no {ckpt.WATCHES_FILE}")
+            self._format_watch.load_state_dict(state["format_drop"])
+            self._entropy_watch.load_state_dict(state["teacher_entropy"])
+        except (KeyError, TypeError, ValueError) as error:
+            self._format_watch = FormatDropWatch(self.srpo.format_drop_warn)
+            self._entropy_watch = TeacherEntropyWatch(self.srpo.teacher_entropy_warn, self.srpo.teacher_entropy_window)
+            print(f"{PREFIX} collapse warnings restart their baselines at step {self.global_steps} ({error})",
+                  flush=True)
 
 
 # When this module is imported before verl's trainer, the import hook fires while it is half initialised and defers

@@ -3,7 +3,8 @@
 The train file holds exactly one batch of prompts (8), so every step sees every prompt again: a prompt solved at an
 earlier step whose group fails at a later one must get its failures self-distilled with the remembered response.
 Checked against verl's own rollout dump (prompt text, reward) step by step, then a resume from step 2 restores the
-memory and reproduces step 3.
+memory and reproduces step 3. The same runs check the teacher-entropy collapse watch (2-step windows) step by step
+and through the resume.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ pytestmark = [pytest.mark.e2e]
 
 STEPS = 3
 OVERRIDES = ("srpo.method=srpo", "srpo.success_memory=true", f"trainer.total_training_steps={STEPS}",
-             "trainer.save_freq=1")
+             "trainer.save_freq=1", "srpo.teacher_entropy_window=2")
 
 
 @pytest.fixture(scope="module")
@@ -88,5 +89,15 @@ def test_memory_is_checkpointed_and_a_resume_reproduces_step_3(memory_run, one_b
             in resumed.log_path.read_text())
     for key in ("critic/score/mean", "actor/pg_loss", "actor/grad_norm", "srpo/loss/distill", "srpo/loss/grpo",
                 "srpo/teacher/samples", "srpo/teacher/tokens", "srpo/memory/hit_groups", "srpo/memory/entries",
-                "srpo/memory/routed_frac"):
+                "srpo/memory/routed_frac", "srpo/teacher/entropy_rise"):
         assert resumed.steps[3][key] == pytest.approx(memory_run.steps[3][key], rel=1e-5, abs=1e-7), key
+
+
+def test_teacher_entropy_rise_is_the_window_mean_over_its_lowest(memory_run):
+    memory_run.check(list(range(1, STEPS + 1)))
+    entropy = [memory_run.steps[s]["srpo/teacher/entropy_mean"] for s in range(1, STEPS + 1)]
+    assert all(memory_run.steps[s]["srpo/teacher/tokens"] > 0 for s in range(1, STEPS + 1))
+    assert "srpo/teacher/entropy_rise" not in memory_run.steps[1]  # the first window is not full yet
+    means = [(entropy[0] + entropy[1]) / 2, (entropy[1] + entropy[2]) / 2]
+    assert memory_run.steps[2]["srpo/teacher/entropy_rise"] == pytest.approx(1.0)
+    assert memory_run.steps[3]["srpo/teacher/entropy_rise"] == pytest.approx(means[1] / min(means), rel=1e-5)

@@ -42,6 +42,7 @@ class Callback:
 def trainer(root: Path, step: int) -> SRPOTrainer:
     t = object.__new__(SRPOTrainer)
     t.srpo = SRPOSettings(method="grpo")
+    t._init_run_state()
     t.global_steps = step
     t.actor_rollout_wg = WorkerGroup()
     t.train_dataloader = Loader()

@@ -44,6 +44,7 @@ def _trainer(tmp_path: Path, trainer_overrides: dict, monkeypatch) -> tuple[SRPO
     teacher_manager, actor_manager = RotatingManager(), RotatingManager()
     trainer = SRPOTrainer.__new__(SRPOTrainer)
     trainer.srpo = SRPOSettings(method="srpo")
+    trainer._init_run_state()
     trainer.config = OmegaConf.create({"trainer": {"default_local_dir": str(tmp_path), **trainer_overrides}})
     trainer.actor_rollout_wg = SimpleNamespace(
         save_teacher=lambda path, step, max_ckpt_to_keep=None: teacher_manager.save_checkpoint(

@@ -223,6 +223,7 @@ class WorkerGroup:
 def trainer(teacher: str, root: Path, model: Path) -> SRPOTrainer:
     t = object.__new__(SRPOTrainer)
     t.srpo = SRPOSettings(method="srpo", teacher=teacher)
+    t._init_run_state()
     t.global_steps, t.timing_raw, t.actor_rollout_wg = 2, {}, WorkerGroup()
     t.config = OmegaConf.create({
         "trainer": {"default_local_dir": str(root), "resume_mode": "auto", "resume_from_path": None, "nnodes": 1,
@@ -276,7 +277,7 @@ def test_live_checkpoints_and_resumes_the_actor_only(verl_parts, capsys):
     t = trainer("live", root, model)
     t._save_checkpoint()
     folder = root / "global_step_2"
-    assert sorted(p.name for p in folder.iterdir()) == ["actor", "data.pt"] and t.actor_rollout_wg.calls == []
+    assert sorted(p.name for p in folder.iterdir()) == ["actor", "data.pt", ckpt.WATCHES_FILE] and t.actor_rollout_wg.calls == []
     ckpt.verify_resume(t.config, uses_teacher=False, shapes=lambda: None, echo=lambda line: None)
     resumed = trainer("live", root, model)
     resumed._load_checkpoint()
@@ -289,7 +290,7 @@ def test_base_rebuilds_its_teacher_from_the_model_path_and_refuses_other_weights
     t = trainer("base", root, model)
     t._save_checkpoint()
     folder = root / "global_step_2"
-    assert sorted(p.name for p in folder.iterdir()) == ["actor", "data.pt", ckpt.BASE_TEACHER_FILE]
+    assert sorted(p.name for p in folder.iterdir()) == ["actor", "data.pt", ckpt.WATCHES_FILE, ckpt.BASE_TEACHER_FILE]
     record = json.loads((folder / ckpt.BASE_TEACHER_FILE).read_text())
     assert record["weights"] == {"model.safetensors": 64} and record["model_path"] == str(model.resolve())
     resumed = trainer("base", root, model)

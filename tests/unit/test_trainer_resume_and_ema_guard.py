@@ -38,6 +38,7 @@ class WorkerGroup:
 def trainer(method="srpo", per_rank=None, root: Path | None = None, teacher="ema", **trainer_config) -> SRPOTrainer:
     t = object.__new__(SRPOTrainer)
     t.srpo = SRPOSettings(method=method, teacher=teacher)
+    t._init_run_state()
     t.global_steps = 7
     t.timing_raw = {}  # verl's fit loop sets it each step
     t.actor_rollout_wg = WorkerGroup(per_rank)
@@ -123,10 +124,28 @@ def test_resume_prints_the_step_and_that_the_teacher_came_back(tmp_path, verls_l
     t = trainer(root=tmp_path)
     t._load_checkpoint()
     assert t.actor_rollout_wg.calls == [("load_teacher", str(folder / "teacher"))]
-    assert capsys.readouterr().out == f"[srpo] resumed from step 3 ({folder}): actor + EMA teacher\n"
+    assert capsys.readouterr().out == (
+        f"[srpo] collapse warnings restart their baselines at step 3 ({folder} has no {ckpt.WATCHES_FILE})\n"
+        f"[srpo] resumed from step 3 ({folder}): actor + EMA teacher\n")
     grpo = trainer(method="grpo", root=tmp_path)
     grpo._load_checkpoint()
     assert grpo.actor_rollout_wg.calls == [] and capsys.readouterr().out.endswith(f"({folder}): actor\n")
+
+
+def test_resume_restores_the_collapse_watches(tmp_path, verls_load, capsys):
+    folder = write_step(tmp_path, 3)
+    saved = trainer(root=tmp_path)
+    saved._format_watch.observe("synthetic", 2, 0.9)
+    for step, entropy in enumerate([0.1, 0.2], 1):
+        saved._entropy_watch.update(step, {"srpo/teacher/entropy_mean": entropy, "srpo/teacher/tokens": 5})
+    ckpt.write_watches(folder, {"format_drop": saved._format_watch.state_dict(),
+                                "teacher_entropy": saved._entropy_watch.state_dict()})
+    t = trainer(root=tmp_path)
+    t._load_checkpoint()
+    assert capsys.readouterr().out == f"[srpo] resumed from step 3 ({folder}): actor + EMA teacher\n"
+    assert t._format_watch.best == {"synthetic": (0.9, 2)}
+    assert t._entropy_watch.state_dict() == saved._entropy_watch.state_dict()
+    assert list(t._entropy_watch.recent) == [0.1, 0.2]
 
 
 def test_a_lost_teacher_is_named_and_the_step_before_offered(tmp_path, verls_load):
