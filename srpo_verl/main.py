@@ -175,7 +175,7 @@ def startup(config: DictConfig) -> None:
         # the checkpoint a resume would load (zip CRCs, finite weights, shapes), refused naming the file if bad
         srpo_trainer = OmegaConf.select(config, "trainer.v1.trainer_mode") == "srpo"
         verify_resume(config, uses_teacher=settings.teacher_ema and srpo_trainer,
-                      base_teacher=srpo_trainer and settings.uses_teacher and settings.teacher == "base")
+                      base_teacher=srpo_trainer and settings.teacher_from_model_path)
     except _STARTUP_ERRORS as error:
         exit_on_config_error(error)
     for note in notes:

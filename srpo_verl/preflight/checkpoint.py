@@ -383,7 +383,9 @@ def _config_shapes(config) -> dict[str, tuple[int, ...]] | None:
 def resumed_line(step: int, folder: Path, teacher: bool, kind: str | None = None) -> str:
     """What the trainer prints once the workers hold the resumed state (``kind``: srpo.teacher of a teacher method)."""
     what = {"live": " (teacher: the live policy, no state)",
-            "base": " (teacher: the frozen initial weights, rebuilt from actor_rollout_ref.model.path)"}.get(kind, "")
+            "base": " (teacher: the frozen initial weights, rebuilt from actor_rollout_ref.model.path)",
+            "trust_region": " (teacher: lerp of the frozen initial weights, rebuilt from actor_rollout_ref.model.path, "
+                            "and the actor)"}.get(kind, "")
     return f"{PREFIX} resumed from step {step} ({folder}): actor{' + EMA teacher' if teacher else what}"
 
 

@@ -297,6 +297,12 @@ def validate_run_config(config: Mapping[str, Any]) -> SRPOSettings:
     mini = config_value(config, "actor_rollout_ref.actor.ppo_mini_batch_size")
     batch = config_value(config, "data.train_batch_size")
     epochs = config_value(config, "actor_rollout_ref.actor.ppo_epochs", 1)
+    if settings.teacher == "trust_region" and mini is not None and batch is not None and (
+            int(mini) != int(batch) or int(epochs) != 1):
+        refuse(f"srpo.teacher=trust_region with actor.ppo_mini_batch_size={mini}, data.train_batch_size={batch}, "
+               f"ppo_epochs={epochs}: the teacher mixes in the actor as it is before the step's update, which is the "
+               "official teacher's student only with one optimizer step per training step; set "
+               "actor_rollout_ref.actor.ppo_mini_batch_size=data.train_batch_size and ppo_epochs=1")
     if mini is not None and batch is not None and (int(mini) != int(batch) or int(epochs) != 1):
         warnings.warn(
             f"actor.ppo_mini_batch_size={mini}, data.train_batch_size={batch}, ppo_epochs={epochs}: the update is "

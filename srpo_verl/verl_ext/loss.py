@@ -10,7 +10,11 @@ The non-tensor ``srpo_phase`` in the data says which pass this is:
                                         1 + ceil(K / 3) outputs;
   ``teacher`` (teacher engine)        → teacher log-probs at the student's ids (K outputs; 1, the sampled token,
                                         with ``srpo.distill_mode=sampled_token``) and the full-vocabulary teacher
-                                        entropy;
+                                        entropy; with ``srpo.teacher=trust_region`` of the logits
+                                        lerp(reference, student, rate), the student's half taken by:
+  ``teacher_student`` (actor)         → nothing returned: the actor's logits on the teacher batch, at the response
+                                        positions, are kept in a :class:`StudentLogitsStash` for the next
+                                        ``teacher`` call (trust_region only);
   ``update``  (actor, training)       → the sampled-token log-probs of every response token and the per-token
                                         divergence on distilled rows (two outputs, with gradient) and the detached
                                         per-token top-K mass gap (student − teacher, :func:`topk_mass_gap`), then
@@ -26,6 +30,8 @@ cross-entropy verl would have picked, and π_old and π_θ come from the same fu
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 import torch
 
@@ -66,6 +72,46 @@ def teacher_output_key(k: int) -> str:
 
 
 TEACHER_ENTROPY_OUTPUT = "srpo_tentropy"
+STASH_OUTPUT = "srpo_stashed"  # the teacher_student phase's one (all-zero) output: the engine expects some
+
+
+class StudentLogitsStash:
+    """The trust-region teacher's student half, between the actor's and the reference's pass over the same teacher
+    micro-batch (SDPO's ``TrustRegionTeacher``: logits = lerp(reference, student, rate)).
+
+    One entry per ``teacher_student`` processor call: the actor's temperature-scaled logits at the response
+    positions [M, V] (fp32, no grad) and a fingerprint of the micro-batch's input ids; the reference's ``teacher``
+    call pops it and refuses one taken on other tokens. The worker runs both passes one micro-batch at a time, so
+    it holds one micro-batch's response logits at most."""
+
+    def __init__(self):
+        self._entries: deque = deque()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @staticmethod
+    def fingerprint(data) -> tuple[int, int]:
+        """(tokens, Σ_j (j + 1)·id_j mod 2^61 − 1): position-sensitive, one cheap pass over the input ids."""
+        ids = data["input_ids"].values().long()
+        weights = torch.arange(1, ids.numel() + 1, device=ids.device)
+        return int(ids.numel()), int((ids * weights).remainder((1 << 61) - 1).sum())
+
+    def push(self, logits: torch.Tensor, data) -> None:
+        self._entries.append((logits.detach().float().clone(), self.fingerprint(data)))
+
+    def pop(self, data, rows: int, vocab: int) -> torch.Tensor:
+        if not self._entries:
+            raise RuntimeError("trust-region teacher: the reference pass found no student logits (the actor's "
+                               "teacher_student pass must run first on the same micro-batch)")
+        logits, fingerprint = self._entries.popleft()
+        if fingerprint != self.fingerprint(data) or tuple(logits.shape) != (rows, vocab):
+            raise RuntimeError(f"trust-region teacher: the student logits {tuple(logits.shape)} were taken on another "
+                               f"micro-batch than the reference's ({rows} response tokens, vocabulary {vocab})")
+        return logits
+
+    def clear(self) -> None:
+        self._entries.clear()
 
 
 def _lengths(nested: torch.Tensor) -> torch.Tensor:
@@ -173,8 +219,10 @@ def _topk_id_outputs(settings: SRPOSettings, logits: torch.Tensor, data, positio
     return {topk_output_key(i): full[:, i].unsqueeze(0) for i in range(full.shape[-1])}
 
 
-def logits_processor(settings: SRPOSettings, student_logits: torch.Tensor, data) -> dict[str, torch.Tensor]:
-    """Per-token outputs of one micro-batch; ``student_logits`` is [1, nnz, V] (temperature applied)."""
+def logits_processor(settings: SRPOSettings, student_logits: torch.Tensor, data,
+                     stash: StudentLogitsStash | None = None) -> dict[str, torch.Tensor]:
+    """Per-token outputs of one micro-batch; ``student_logits`` is [1, nnz, V] (temperature applied); ``stash``:
+    the trust-region teacher's student logits (``srpo.teacher=trust_region`` only)."""
     phase = _non_tensor(data, PHASE)
     logits = student_logits[0]
     total = logits.shape[0]
@@ -191,12 +239,25 @@ def logits_processor(settings: SRPOSettings, student_logits: torch.Tensor, data)
         outputs[LOG_PROBS] = _scatter_rows(log_probs, positions, total).unsqueeze(0)
         return outputs
 
+    if phase == "teacher_student":
+        if stash is None:
+            raise RuntimeError("teacher_student phase without a student-logits stash (srpo.teacher=trust_region only)")
+        stash.push(logits[positions], data)
+        return {STASH_OUTPUT: logits.new_zeros(1, total, dtype=torch.float32)}
+
     if phase == "teacher":
         query = data[QUERY_IDS].values().to(logits.device)
         with torch.no_grad():
-            logp, entropy = gather_logprobs_with_entropy(
-                logits, query, chunk_size=chunk, backend=backend, rows=positions
-            )
+            if settings.teacher == "trust_region":
+                student = stash.pop(data, positions.numel(), logits.shape[-1]).to(logits.device)
+                # torch.lerp(reference, student, rate), in place on the gathered rows (a copy already)
+                mixed = logits[positions].float().lerp_(student, settings.trust_region_rate)
+                del student
+                logp, entropy = gather_logprobs_with_entropy(mixed, query, chunk_size=chunk, backend=backend)
+            else:
+                logp, entropy = gather_logprobs_with_entropy(
+                    logits, query, chunk_size=chunk, backend=backend, rows=positions
+                )
         full_logp = _scatter_rows(logp, positions, total)
         outputs = {teacher_output_key(i): full_logp[:, i].unsqueeze(0) for i in range(query.shape[-1])}
         outputs[TEACHER_ENTROPY_OUTPUT] = _scatter_rows(entropy, positions, total).unsqueeze(0)
@@ -210,7 +271,8 @@ def logits_processor(settings: SRPOSettings, student_logits: torch.Tensor, data)
             MASS_GAP: _scatter_rows(gap, positions, total).unsqueeze(0),
         }
 
-    raise ValueError(f"srpo logits processor called with {PHASE}={phase!r}; expected old, teacher or update")
+    raise ValueError(f"srpo logits processor called with {PHASE}={phase!r}; expected old, teacher, teacher_student "
+                     "or update")
 
 
 def srpo_loss(
@@ -220,13 +282,14 @@ def srpo_loss(
     data=None,
     dp_group=None,
     student_logits: torch.Tensor | None = None,
+    stash: StudentLogitsStash | None = None,
 ):
-    """verl loss function / logits processor (see the module docstring). Bind ``settings`` and ``actor_config``
-    with ``functools.partial``; the teacher engine gets ``actor_config=None``."""
+    """verl loss function / logits processor (see the module docstring). Bind ``settings``, ``actor_config`` and
+    (trust_region) ``stash`` with ``functools.partial``; the teacher engine gets ``actor_config=None``."""
     if student_logits is not None:
-        return logits_processor(settings, student_logits, data)
+        return logits_processor(settings, student_logits, data, stash)
     phase = _non_tensor(data, PHASE)
-    if phase in ("old", "teacher"):
+    if phase in ("old", "teacher", "teacher_student"):
         device = next(iter(model_output.values())).device if model_output else "cpu"
         return torch.zeros((), device=device), {}
     if phase != "update":

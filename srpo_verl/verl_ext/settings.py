@@ -19,8 +19,9 @@ from srpo_verl.core.teacher_prompt import TRUNCATION_MODES, TeacherTemplates
 TEACHER_METHODS = frozenset(m for m in METHODS if m != "grpo")
 
 #: `srpo.teacher`: ema (the paper: an EMA of the actor in its own engine), live (the current policy: the teacher pass
-#: runs on the actor engine, no teacher copy, no EMA), base (the frozen initial weights in the teacher engine).
-TEACHER_KINDS = ("ema", "live", "base")
+#: runs on the actor engine, no teacher copy, no EMA), base (the frozen initial weights in the teacher engine),
+#: trust_region (the official SDPO code's trust-region teacher: logits lerp(base, live, trust_region_rate)).
+TEACHER_KINDS = ("ema", "live", "base", "trust_region")
 
 
 class RunConfigError(ValueError):
@@ -40,6 +41,7 @@ class SRPOSettings:
     alpha: float = 0.5
     ema_rate: float = 0.05
     teacher: str = "ema"
+    trust_region_rate: float = 0.05
     distill_mode: str = "topk"
     is_clip: float | None = 2.0
     adv_mix_lambda: float = 0.9
@@ -114,7 +116,15 @@ class SRPOSettings:
 
     def _check_teacher_kind(self) -> None:
         """A non-default teacher kind needs a teacher method; live and base have no EMA, so a non-default
-        ema_rate with them would be a setting that does nothing (refused rather than ignored)."""
+        ema_rate with them would be a setting that does nothing (refused rather than ignored); likewise a
+        trust_region_rate with any kind but trust_region."""
+        default_mix = type(self).__dataclass_fields__["trust_region_rate"].default
+        if self.teacher != "trust_region" and self.trust_region_rate != default_mix:
+            raise RunConfigError(f"srpo.trust_region_rate={self.trust_region_rate!r} has no effect with "
+                                 f"srpo.teacher={self.teacher}: leave it at {default_mix}, or use srpo.teacher=trust_region")
+        if not 0.0 <= self.trust_region_rate <= 1.0:
+            raise RunConfigError(f"srpo.trust_region_rate={self.trust_region_rate!r} must be in [0, 1] (0: the "
+                                 "initial weights, 1: the current policy)")
         if self.teacher == "ema":
             return
         if not self.uses_teacher:
@@ -123,7 +133,8 @@ class SRPOSettings:
                                  + ")")
         default_rate = type(self).__dataclass_fields__["ema_rate"].default
         if self.ema_rate != default_rate:
-            what = "the current policy" if self.teacher == "live" else "the initial weights, frozen"
+            what = {"live": "the current policy", "base": "the initial weights, frozen",
+                    "trust_region": "lerp(initial, current, srpo.trust_region_rate), on logits"}[self.teacher]
             raise RunConfigError(f"srpo.ema_rate={self.ema_rate!r} has no effect with srpo.teacher={self.teacher} "
                                  f"(no EMA: the teacher is {what}): leave it at {default_rate}, or use srpo.teacher=ema")
 
@@ -181,6 +192,12 @@ class SRPOSettings:
     def teacher_engine(self) -> bool:
         """A separate forward-only teacher engine is built (ema, base); live scores on the actor engine."""
         return self.uses_teacher and self.teacher != "live"
+
+    @property
+    def teacher_from_model_path(self) -> bool:
+        """The teacher engine holds the frozen initial weights, rebuilt from the model path on resume (base, and
+        trust_region's reference)."""
+        return self.uses_teacher and self.teacher in ("base", "trust_region")
 
     @property
     def teacher_ema(self) -> bool:

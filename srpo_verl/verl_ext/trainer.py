@@ -503,7 +503,7 @@ class SRPOTrainer(PPOTrainerSync):
             path = os.path.join(self._step_folder(self.global_steps), "teacher")
             self.actor_rollout_wg.save_teacher(path, self.global_steps,
                                                max_ckpt_to_keep=actor_checkpoints_to_keep(self.config.trainer))
-        elif self.srpo.uses_teacher and self.srpo.teacher == "base":
+        elif self.srpo.teacher_from_model_path:
             ckpt.write_base_teacher(self._step_folder(self.global_steps), self.config.actor_rollout_ref.model.path)
         if self._success_memory is not None:
             ckpt.write_success_memory(self._step_folder(self.global_steps), self._success_memory.state_dict())
@@ -524,7 +524,7 @@ class SRPOTrainer(PPOTrainerSync):
         super()._load_checkpoint()
         if folder is None or self.global_steps == 0:
             return
-        if self.srpo.uses_teacher and self.srpo.teacher == "base":
+        if self.srpo.teacher_from_model_path:
             problem = ckpt.base_teacher_problem(folder, self.config.actor_rollout_ref.model.path)
             if problem:
                 raise ckpt.CheckpointError(problem)

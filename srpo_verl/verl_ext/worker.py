@@ -2,7 +2,9 @@
 
 ``srpo.teacher`` picks the teacher's weights: ``ema`` (the paper) and ``base`` (the frozen initial weights, no EMA)
 build the teacher engine below; ``live`` builds none and runs the teacher pass on the actor engine (the current,
-pre-update policy), with the same processor and the same compact batch.
+pre-update policy), with the same processor and the same compact batch; ``trust_region`` runs both, one
+micro-batch at a time: the actor's logits on the teacher batch are stashed, and the base teacher's pass mixes them
+into its own (loss.StudentLogitsStash).
 
 verl builds a reference engine only when a KL term is on (and then scores every sample), ``set_loss_fn`` reaches
 only the actor, and checkpoints hold only the actor, so the teacher lives here (docs/SRPO_ON_VERL.md):
@@ -105,13 +107,14 @@ class SRPOWorker(ActorRolloutRefWorker):
         if not (self.srpo.uses_teacher and self._is_actor):
             return
         actor_config: ActorConfig = omega_conf_to_dataclass(self.config.actor)
-        self.loss_fn = partial(srpo_loss_module.srpo_loss, self.srpo, actor_config)
+        self.student_logits = srpo_loss_module.StudentLogitsStash() if self.srpo.teacher == "trust_region" else None
+        self.loss_fn = partial(srpo_loss_module.srpo_loss, self.srpo, actor_config, stash=self.student_logits)
         self.actor.set_loss_fn(self.loss_fn)
         if not self.srpo.teacher_engine:  # live: the actor engine scores the teacher batch (its loss fn handles it)
             logger.info("SRPO teacher: live (the actor engine, %s); no teacher engine", self.srpo.method)
             return
         self.teacher = self._build_teacher()
-        self.teacher.set_loss_fn(partial(srpo_loss_module.srpo_loss, self.srpo, None))
+        self.teacher.set_loss_fn(partial(srpo_loss_module.srpo_loss, self.srpo, None, stash=self.student_logits))
         self._check_teacher_shards()
         # verl empties the device cache at the end of its init_model so that a colocated vLLM sees the free memory;
         # the teacher was built after that
@@ -249,7 +252,10 @@ class SRPOWorker(ActorRolloutRefWorker):
                                    f"size {micro}: the SRPO trainer pads it (srpo_verl/verl_ext/teacher_batch.py)")
             tu.assign_non_tensor(data, micro_batch_size_per_gpu=micro)
         tu.assign_non_tensor_data(data, srpo_loss_module.PHASE, "teacher")
-        output = engine.infer_batch(data)
+        if self.srpo.teacher == "trust_region":
+            output = self._trust_region_pass(data)
+        else:
+            output = engine.infer_batch(data)
         if output is None:
             return None
         logp = _stack_outputs(output, [srpo_loss_module.teacher_output_key(i) for i in range(k)])
@@ -262,6 +268,36 @@ class SRPOWorker(ActorRolloutRefWorker):
             batch_size=data.batch_size[0],
         )
         return result.cpu()
+
+    def _trust_region_pass(self, data: TensorDict) -> TensorDict | None:
+        """The trust-region teacher, one micro-batch at a time: the actor's forward (the current policy, before
+        this step's update: the official teacher's student inside a single-optimizer-step update) stashes its
+        logits at the response positions, then the base teacher's forward mixes them into its own,
+        lerp(base, student, srpo.trust_region_rate). One stash of one micro-batch's response logits at most.
+
+        Micro-batches: the static teacher micro-batch (the trainer pads every rank to whole ones), or one row with
+        dynamic batching (every rank holds the same number of rows, so all ranks run as many forwards)."""
+        rows = data.batch_size[0]
+        micro = 1 if self.teacher.engine_config.use_dynamic_bsz else tu.get(data, "micro_batch_size_per_gpu", 1)
+        outputs = []
+        self.student_logits.clear()
+        for start in range(0, rows, micro):
+            part = list(range(start, min(rows, start + micro)))
+            student = tu.index_select_tensor_dict(data, part)
+            tu.assign_non_tensor(student, use_dynamic_bsz=False, micro_batch_size_per_gpu=len(part))
+            tu.assign_non_tensor_data(student, srpo_loss_module.PHASE, "teacher_student")
+            self.actor.infer_batch(student)
+            reference = tu.index_select_tensor_dict(data, part)
+            tu.assign_non_tensor(reference, use_dynamic_bsz=False, micro_batch_size_per_gpu=len(part))
+            outputs.append(self.teacher.infer_batch(reference))
+        if len(self.student_logits):
+            raise RuntimeError(f"trust-region teacher: {len(self.student_logits)} stashed student micro-batch(es) "
+                               "were never mixed (the two engines split the teacher batch differently)")
+        if outputs[0] is None:
+            return None
+        keys = [key for key, value in outputs[0].items() if isinstance(value, torch.Tensor) and value.is_nested]
+        return TensorDict({key: tu.concat_nested_tensors([o[key] for o in outputs]) for key in keys},
+                          batch_size=rows)
 
     # ------------------------------------------------------------------ EMA and checkpoints
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)

@@ -41,7 +41,8 @@ PAPER_METHOD_VALUES = {
 EXPECTED_RECIPES = {f"qwen3_8b/run_{m}.sh" for m in PAPER_METHOD_VALUES} | {
     f"qwen3_4b/run_{m}.sh" for m in ("grpo", "sdpo", "srpo")} | {
     f"qwen3_8b/run_{m}_math.sh" for m in ("grpo", "sdpo", "srpo")} | {  # math-verify recipes (docs/TASKS.md)
-    "qwen3_8b/run_srpo_sampled_token.sh"}  # token-level distillation (docs/SRPO_ON_VERL.md)
+    "qwen3_8b/run_srpo_sampled_token.sh",  # token-level distillation (docs/SRPO_ON_VERL.md)
+    "qwen3_8b/run_srpo_trust_region.sh"}  # the trust-region teacher (docs/SRPO_ON_VERL.md)
 MODEL_PATHS = {"qwen3_8b": "Qwen/Qwen3-8B", "qwen3_4b": "Qwen/Qwen3-4B"}
 
 
@@ -50,8 +51,10 @@ def _recipe_id(path: Path) -> str:
 
 
 def recipe_method(path: Path) -> str:
-    """srpo.method of a recipe: run_<method>.sh, run_<method>_math.sh (math) or run_<method>_sampled_token.sh."""
-    return path.stem.removeprefix("run_").removesuffix("_math").removesuffix("_sampled_token")
+    """srpo.method of a recipe: run_<method>.sh, run_<method>_math.sh (math), run_<method>_sampled_token.sh or
+    run_<method>_trust_region.sh."""
+    return (path.stem.removeprefix("run_").removesuffix("_math").removesuffix("_sampled_token")
+            .removesuffix("_trust_region"))
 
 
 @pytest.fixture(scope="module")
@@ -398,3 +401,17 @@ def test_the_token_level_recipe_is_srpo_with_sampled_token_distillation(recorder
     assert (config.srpo.method, config.srpo.distill_mode, config.srpo.alpha) == ("srpo", "sampled_token", 1.0)
     assert config.trainer.default_local_dir.endswith("/qwen3_8b/srpo_sampled_token/chemistry")
     assert validate_run_config(config).sampled_token
+
+
+def test_the_trust_region_recipe_is_srpo_with_the_trust_region_teacher(recorder, tmp_path, compose_recipe):
+    from srpo_verl.preflight.config import validate_run_config
+
+    recipe = REPO / "recipes" / "qwen3_8b" / "run_srpo_trust_region.sh"
+    config = compose_recipe(hydra_overrides(recorded_argv(run_recipe(recipe, recorder, tmp_path))))
+    assert (config.srpo.method, config.srpo.teacher, config.srpo.trust_region_rate) == ("srpo", "trust_region", 0.1)
+    assert config.trainer.default_local_dir.endswith("/qwen3_8b/srpo_trust_region/chemistry")
+    settings = validate_run_config(config)
+    assert settings.teacher_from_model_path and not settings.teacher_ema
+    rate = compose_recipe(hydra_overrides(recorded_argv(run_recipe(recipe, recorder, tmp_path,
+                                                                   TRUST_REGION_RATE="0.05"))))
+    assert rate.srpo.trust_region_rate == 0.05
