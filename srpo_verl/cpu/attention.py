@@ -5,7 +5,7 @@ verl 0.9.1 splits attention over the sequence-parallel group only by replacing
 (``verl/models/transformers/monkey_patch.py``): an all-to-all turns [b, S/sp, h, d] into [b, S, h/sp, d], the inner
 attention runs on the whole packed sequence, and a second all-to-all scatters it back. ``eager`` and ``sdpa`` never
 reach that attribute (they would attend within each rank's slice), and transformers' own flash path refuses a CPU
-tensor and would fetch a hub kernel. So the CPU backend registers :data:`CPU_FLASH_ATTENTION`:
+tensor and would fetch a hub kernel. So the CPU backend registers :data:`CPU_VARLEN_ATTENTION`:
 
   * as an attention implementation: transformers' own ``flash_attention_forward`` (which looks the module attribute
     up at each call, so verl's replacement is reached), with flash's mask function (no mask for packed sequences);
@@ -23,8 +23,10 @@ from types import ModuleType
 
 import torch
 
-#: ``actor_rollout_ref.model.override_config.attn_implementation`` of the CPU backend's splittable attention
-CPU_FLASH_ATTENTION = "srpo_cpu_flash"
+#: ``actor_rollout_ref.model.override_config.attn_implementation`` of the CPU backend's splittable attention. No
+#: "flash" in the name: transformers treats any such name as a flash request and loads a hub kernel for it at
+#: model init (``is_flash_attention_requested`` → ``lazy_import_flash_attention``).
+CPU_VARLEN_ATTENTION = "srpo_cpu_varlen"
 ALL_TO_ALL_LINE = "[srpo] cpu: Ulysses all-to-all ran"
 
 _all_to_all_calls = 0
@@ -69,7 +71,7 @@ def varlen_attention_forward(query_states: torch.Tensor, key_states: torch.Tenso
                    "s_aux": s_aux, "dropout": dropout or None, "is_causal=False": None if is_causal else True}
     named = [name for name, value in unsupported.items() if value is not None]
     if named or query_states.shape[0] != 1:
-        raise ValueError(f"the CPU flash stand-in ({CPU_FLASH_ATTENTION}) runs causal attention over packed "
+        raise ValueError(f"the CPU flash stand-in ({CPU_VARLEN_ATTENTION}) runs causal attention over packed "
                          f"sequences only (batch 1, no mask, no dropout): got {named or 'batch > 1'}; set "
                          "actor_rollout_ref.model.use_remove_padding=true")
     if target_dtype is not None and query_states.dtype == torch.float32:
@@ -88,13 +90,13 @@ def varlen_attention_forward(query_states: torch.Tensor, key_states: torch.Tenso
 
 
 def register_cpu_flash_attention(_module: ModuleType | None = None) -> None:
-    """Register :data:`CPU_FLASH_ATTENTION` with transformers (attention and mask functions); idempotent."""
+    """Register :data:`CPU_VARLEN_ATTENTION` with transformers (attention and mask functions); idempotent."""
     from transformers import AttentionInterface
     from transformers.integrations.flash_attention import flash_attention_forward
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, flash_attention_mask
 
-    AttentionInterface.register(CPU_FLASH_ATTENTION, flash_attention_forward)
-    ALL_MASK_ATTENTION_FUNCTIONS.register(CPU_FLASH_ATTENTION, flash_attention_mask)
+    AttentionInterface.register(CPU_VARLEN_ATTENTION, flash_attention_forward)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(CPU_VARLEN_ATTENTION, flash_attention_mask)
 
 
 def replace_flash_kernel(module: ModuleType) -> None:

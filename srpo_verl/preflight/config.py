@@ -58,6 +58,13 @@ def _dp_size(config: Mapping[str, Any]) -> int | None:
     return max(n_gpus // sp, 1)
 
 
+def _sp_budget(config: Mapping[str, Any], longest: int) -> tuple[int, int]:
+    """(the actor's Ulysses SP size, the per-GPU token budget a ``longest``-token sequence needs): verl's dynamic
+    micro-batch holds budget × SP tokens (verl/workers/engine/utils.py prepare_micro_batches)."""
+    sp = engine_sp_size(config_value(config, "actor_rollout_ref.actor", {}))
+    return sp, -(-longest // sp)
+
+
 def check_entry(config: Mapping[str, Any]) -> bool:
     """A config with an `srpo:` group must run the SRPO trainer; returns whether it does."""
     mode = str(config_value(config, "trainer.v1.trainer_mode", "sync"))
@@ -156,13 +163,16 @@ def _check_generic(config: Mapping[str, Any]) -> None:
                 f"actor_rollout_ref.actor.use_dynamic_bsz={dynamic} (verl's actor engine uses one setting for both)")
     if dynamic:
         longest = prompt_len + response_len
+        # verl's dynamic micro-batch holds budget × Ulysses SP tokens, split over the SP group
+        sp, need = _sp_budget(config, longest)
         for key in ("actor_rollout_ref.actor.ppo_max_token_len_per_gpu",
                     "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu"):
             budget = config_number(config, key, 16384)
-            if budget < longest:
+            if budget < need:
                 refuse(f"{key}={budget} is below data.max_prompt_length + data.max_response_length = {longest} "
+                        f"{'' if sp == 1 else f'over Ulysses SP={sp} '}"
                         "(one sequence must fit a dynamic micro-batch; verl asserts it mid-step): set it ≥ "
-                        f"{longest}")
+                        f"{need}")
 
 
 def teacher_batching(config: Mapping[str, Any], live: bool = False) -> tuple[bool, int | None, str]:
@@ -284,11 +294,13 @@ def validate_run_config(config: Mapping[str, Any]) -> SRPOSettings:
                 "10240 = 2048 + 8192)")
     dynamic, budget, budget_key = teacher_batching(config, live=settings.teacher == "live")
     longest = settings.max_reprompt_len + response_len
-    if dynamic and budget is not None and budget < longest:
+    sp, need = _sp_budget(config, longest)  # the teacher takes the actor's SP size
+    if dynamic and budget is not None and budget < need:
         refuse(f"{budget_key}={budget} (the teacher's token budget per GPU) is below srpo.max_reprompt_len + "
-                f"data.max_response_length = {longest}: a teacher sequence must fit a dynamic micro-batch; set "
+                f"data.max_response_length = {longest}{'' if sp == 1 else f' over Ulysses SP={sp}'}: a teacher "
+                "sequence must fit a dynamic micro-batch; set "
                 f"{budget_key if settings.teacher == 'live' else 'actor_rollout_ref.ref.log_prob_max_token_len_per_gpu'}"
-                f" ≥ {longest}")
+                f" ≥ {need}")
     if settings.teacher_engine:  # live builds no teacher engine: nothing to lay out like the actor
         _check_teacher_layout(config)
 

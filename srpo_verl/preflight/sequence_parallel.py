@@ -17,8 +17,8 @@ from srpo_verl.verl_ext.teacher_layout import engine_sp_size
 
 #: attention implementations whose forward goes through transformers' flash module attribute (verl's SP hook)
 SPLITTABLE_ATTENTION = ("flash_attention_2", "flash_attention_3", "flash_attention_4")
-#: the CPU backend's splittable attention (srpo_verl.cpu.attention.CPU_FLASH_ATTENTION; a unit test checks they agree)
-CPU_FLASH_ATTENTION = "srpo_cpu_flash"
+#: the CPU backend's splittable attention (srpo_verl.cpu.attention.CPU_VARLEN_ATTENTION; a unit test checks they agree)
+CPU_VARLEN_ATTENTION = "srpo_cpu_varlen"
 ATTENTION_KEY = "actor_rollout_ref.model.override_config.attn_implementation"
 #: verl's attention when the key is unset (verl/workers/config/model.py)
 VERL_DEFAULT_ATTENTION = "flash_attention_2"
@@ -40,17 +40,17 @@ def sequence_parallel_problems(config: Mapping[str, Any], teacher_engine: bool) 
     packed = bool(config_value(config, "actor_rollout_ref.model.use_remove_padding", False))
     cpu = _cpu_backend()
     problems = []
-    if attention == CPU_FLASH_ATTENTION and not packed:
+    if attention == CPU_VARLEN_ATTENTION and not packed:
         problems.append(f"{ATTENTION_KEY}={attention!r} runs packed sequences only: set "
                         "actor_rollout_ref.model.use_remove_padding=true")
-    if attention == CPU_FLASH_ATTENTION and not cpu:
+    if attention == CPU_VARLEN_ATTENTION and not cpu:
         problems.append(f"{ATTENTION_KEY}={attention!r} is the CPU backend's attention (SRPO_VERL_CPU=1); on GPUs "
                         f"use one of {', '.join(SPLITTABLE_ATTENTION)}")
     if sp > 1:
         if not packed:
             problems.append(f"actor_rollout_ref.model.use_remove_padding=false with Ulysses SP={sp}: verl splits "
                             "only packed sequences; set it to true")
-        valid = SPLITTABLE_ATTENTION + ((CPU_FLASH_ATTENTION,) if cpu else ())
+        valid = SPLITTABLE_ATTENTION + ((CPU_VARLEN_ATTENTION,) if cpu else ())
         if attention not in valid:
             problems.append(f"{ATTENTION_KEY}={attention!r} with Ulysses SP={sp}: verl inserts its all-to-all only "
                             "into flash attention, so this attention would silently attend within each rank's slice; "

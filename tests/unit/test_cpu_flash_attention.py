@@ -53,8 +53,8 @@ def test_the_cpu_backend_routes_flash_attention_to_the_stand_in_and_counts_all_t
     A.replace_flash_kernel(flash_attention)
     A.replace_flash_kernel(verl_patch)
     A.count_all_to_all(ulysses)
-    assert AttentionInterface._global_mapping[A.CPU_FLASH_ATTENTION] is flash_attention.flash_attention_forward
-    assert A.CPU_FLASH_ATTENTION in ALL_MASK_ATTENTION_FUNCTIONS
+    assert AttentionInterface._global_mapping[A.CPU_VARLEN_ATTENTION] is flash_attention.flash_attention_forward
+    assert A.CPU_VARLEN_ATTENTION in ALL_MASK_ATTENTION_FUNCTIONS
     assert flash_attention._flash_attention_forward is A.varlen_attention_forward
     assert verl_patch._flash_attention_forward is A.varlen_attention_forward
     # verl's Ulysses wrapper in the transformers attribute is kept: it calls verl's module-level kernel

@@ -184,10 +184,10 @@ REFUSED = [
                       "+actor_rollout_ref.model.override_config.attn_implementation=sdpa"],
      "actor_rollout_ref.model.override_config.attn_implementation='sdpa' with Ulysses SP=2"),
     ("cpu_srpo", ["actor_rollout_ref.actor.fsdp_config.ulysses_sequence_parallel_size=2", "trainer.n_gpus_per_node=2",
-                  "actor_rollout_ref.model.override_config.attn_implementation=srpo_cpu_flash"],
-     "actor_rollout_ref.model.override_config.attn_implementation='srpo_cpu_flash' runs packed sequences only"),
-    ("srpo_trainer", ["srpo.method=sdpo", "+actor_rollout_ref.model.override_config.attn_implementation=srpo_cpu_flash"],
-     "actor_rollout_ref.model.override_config.attn_implementation='srpo_cpu_flash' is the CPU backend's attention"),
+                  "actor_rollout_ref.model.override_config.attn_implementation=srpo_cpu_varlen"],
+     "actor_rollout_ref.model.override_config.attn_implementation='srpo_cpu_varlen' runs packed sequences only"),
+    ("srpo_trainer", ["srpo.method=sdpo", "+actor_rollout_ref.model.override_config.attn_implementation=srpo_cpu_varlen"],
+     "actor_rollout_ref.model.override_config.attn_implementation='srpo_cpu_varlen' is the CPU backend's attention"),
     ("srpo_trainer", ["actor_rollout_ref.actor.fsdp_config.offload_policy=true"],
      "actor_rollout_ref.actor.fsdp_config.offload_policy=True is not supported with srpo.method=srpo"),
 ]
@@ -296,16 +296,16 @@ def test_missing_or_mismatched_inputs_are_refused(compose, inputs, tmp_path, ove
 
 def test_ulysses_sp_on_the_cpu_backend_needs_its_flash_stand_in(compose, monkeypatch):
     """The CPU backend's splittable attention is accepted there (and only there: REFUSED above)."""
-    from srpo_verl.cpu.attention import CPU_FLASH_ATTENTION
-    from srpo_verl.preflight.sequence_parallel import CPU_FLASH_ATTENTION as PREFLIGHT_NAME
+    from srpo_verl.cpu.attention import CPU_VARLEN_ATTENTION
+    from srpo_verl.preflight.sequence_parallel import CPU_VARLEN_ATTENTION as PREFLIGHT_NAME
 
-    assert PREFLIGHT_NAME == CPU_FLASH_ATTENTION
+    assert PREFLIGHT_NAME == CPU_VARLEN_ATTENTION
     monkeypatch.setenv("SRPO_VERL_CPU", "1")
     sp = ("actor_rollout_ref.actor.ulysses_sequence_parallel_size=2", "trainer.n_gpus_per_node=2",
           "actor_rollout_ref.model.use_remove_padding=true")
-    validate(compose("cpu_srpo", *sp, f"actor_rollout_ref.model.override_config.attn_implementation={CPU_FLASH_ATTENTION}"))
+    validate(compose("cpu_srpo", *sp, f"actor_rollout_ref.model.override_config.attn_implementation={CPU_VARLEN_ATTENTION}"))
     with pytest.raises(RunConfigError, match="attn_implementation='eager' with Ulysses SP=2: .* use one of "
-                                             "flash_attention_2, flash_attention_3, flash_attention_4, srpo_cpu_flash$"):
+                                             "flash_attention_2, flash_attention_3, flash_attention_4, srpo_cpu_varlen$"):
         validate(compose("cpu_srpo", *sp))
 
 

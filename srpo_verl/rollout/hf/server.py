@@ -119,9 +119,9 @@ def sampling_spec_from_params(sampling_params: dict, max_tokens: int, seed: int)
 def rollout_attention(name: str) -> str:
     """The attention the hf rollout decodes with: the actor's, except the CPU flash stand-in, which serves only
     packed training forwards (no mask, no KV cache: srpo_verl/cpu/attention.py); eager decodes for it."""
-    from srpo_verl.cpu.attention import CPU_FLASH_ATTENTION
+    from srpo_verl.cpu.attention import CPU_VARLEN_ATTENTION
 
-    return "eager" if name == CPU_FLASH_ATTENTION else name
+    return "eager" if name == CPU_VARLEN_ATTENTION else name
 
 
 def stop_token_ids_of(model: torch.nn.Module) -> set[int]:
