@@ -55,3 +55,14 @@ def test_kill_and_resume_with_sp2_reproduces_the_next_step(sp_srpo, tiny_assets,
     resumed.check([3])
     assert "[srpo] resumed from step 2" in resumed.log_path.read_text(errors="replace")
     assert_same_step(sp_srpo, resumed, 3)
+
+
+@pytest.mark.slow  # one SP=2 launch beside the shared one-rank SDPO run: 433 s at load average 70-119
+# measured 2026-12-08: grad norm 0.2667052745819092 (SP=1) vs 0.26670533418655396 (SP=2), largest rel. diff 3.7e-7
+def test_sdpo_with_sp2_on_two_ranks_equals_sp1(sdpo, tiny_assets, tmp_path_factory, assert_same_step):
+    sp_sdpo = CpuRun(tmp_path_factory.mktemp("sp_sdpo"), *tiny_assets, "srpo.method=sdpo",
+                     "trainer.total_training_steps=1", *SP2)
+    sdpo.check([1])
+    sp_sdpo.check([1])
+    assert ALL_TO_ALL_LINE in sp_sdpo.log_path.read_text(errors="replace")
+    assert_same_step(sdpo, sp_sdpo, 1)
