@@ -9,7 +9,8 @@ time, so patching only `verl.utils.distributed` after engine_workers was importe
 verl touch-points (private APIs, re-check on every verl upgrade; docs/CPU_BACKEND.md):
   - `verl.utils.distributed.initialize_global_process_group_ray` default backend "cpu:gloo,<device>:<nccl>";
   - `EngineRegistry` entries of the FSDP engines, registered for cuda/npu only;
-  - `CPUOffloadPolicy(pin_memory=True)` of the forward-only (ref) FSDP2 engine; pinning needs an accelerator.
+  - `CPUOffloadPolicy(pin_memory=True)` of the forward-only (ref) FSDP2 engine; pinning needs an accelerator;
+  - the flash-attention module attributes verl's Ulysses SP goes through (srpo_verl/cpu/attention.py).
 """
 
 from __future__ import annotations
@@ -101,3 +102,9 @@ def install_cpu_patches() -> None:
     after_import("verl.workers.engine_workers", patch_process_group_backend)
     after_import(FSDP_ENGINE_MODULE, register_fsdp_engines_for_cpu)
     after_import(FSDP_ENGINE_MODULE, patch_offload_policy_pinning)
+    from srpo_verl.cpu.attention import count_all_to_all, register_cpu_flash_attention, replace_flash_kernel
+
+    after_import("transformers.integrations.flash_attention", replace_flash_kernel)
+    after_import("verl.models.transformers.monkey_patch", replace_flash_kernel)
+    after_import("transformers.modeling_utils", register_cpu_flash_attention)
+    after_import("verl.utils.ulysses", count_all_to_all)

@@ -22,7 +22,8 @@ from srpo_verl.verl_ext.settings import (
     has_key,
     refuse,
 )
-from srpo_verl.verl_ext.teacher_layout import teacher_layout_conflicts
+from srpo_verl.preflight.sequence_parallel import sequence_parallel_problems
+from srpo_verl.verl_ext.teacher_layout import engine_sp_size, teacher_layout_conflicts
 
 __all__ = ["RunConfigError", "validate_run_config", "teacher_batching", "teacher_micro_batch_size", "reward_range"]
 
@@ -53,8 +54,15 @@ def _dp_size(config: Mapping[str, Any]) -> int | None:
     if str(config_value(config, "actor_rollout_ref.actor.strategy", "fsdp")) not in ("fsdp", "fsdp2"):
         return None
     n_gpus = (config_number(config, "trainer.n_gpus_per_node", 1) or 1) * (config_number(config, "trainer.nnodes", 1) or 1)
-    sp = config_number(config, "actor_rollout_ref.actor.ulysses_sequence_parallel_size", 1) or 1
+    sp = engine_sp_size(config_value(config, "actor_rollout_ref.actor", {}))
     return max(n_gpus // sp, 1)
+
+
+def _sp_budget(config: Mapping[str, Any], longest: int) -> tuple[int, int]:
+    """(the actor's Ulysses SP size, the per-GPU token budget a ``longest``-token sequence needs): verl's dynamic
+    micro-batch holds budget × SP tokens (verl/workers/engine/utils.py prepare_micro_batches)."""
+    sp = engine_sp_size(config_value(config, "actor_rollout_ref.actor", {}))
+    return sp, -(-longest // sp)
 
 
 def check_entry(config: Mapping[str, Any]) -> bool:
@@ -155,13 +163,16 @@ def _check_generic(config: Mapping[str, Any]) -> None:
                 f"actor_rollout_ref.actor.use_dynamic_bsz={dynamic} (verl's actor engine uses one setting for both)")
     if dynamic:
         longest = prompt_len + response_len
+        # verl's dynamic micro-batch holds budget × Ulysses SP tokens, split over the SP group
+        sp, need = _sp_budget(config, longest)
         for key in ("actor_rollout_ref.actor.ppo_max_token_len_per_gpu",
                     "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu"):
             budget = config_number(config, key, 16384)
-            if budget < longest:
+            if budget < need:
                 refuse(f"{key}={budget} is below data.max_prompt_length + data.max_response_length = {longest} "
+                        f"{'' if sp == 1 else f'over Ulysses SP={sp} '}"
                         "(one sequence must fit a dynamic micro-batch; verl asserts it mid-step): set it ≥ "
-                        f"{longest}")
+                        f"{need}")
 
 
 def teacher_batching(config: Mapping[str, Any], live: bool = False) -> tuple[bool, int | None, str]:
@@ -205,8 +216,9 @@ def validate_run_config(config: Mapping[str, Any]) -> SRPOSettings:
 
     Every run: an `srpo:` group runs the SRPO trainer; temperature > 0; lengths ≥ 1; n ≥ 2 for GRPO advantages;
     the mini-batch divides the batch and (× n) the DP size; dynamic-batch token budgets fit one sequence.
+    Every run: Ulysses SP that verl cannot split (preflight/sequence_parallel.py).
     Teacher methods also refuse: a KL-to-reference term, LoRA, fused kernels, an actor strategy other than fsdp2,
-    Ulysses sequence parallelism, a static packed pad (pad_to_length), FSDP2's offload_policy on the actor,
+    a teacher SP size unlike the actor's, a static packed pad (pad_to_length), FSDP2's offload_policy on the actor,
     multi-turn rollouts, verl's distillation, an entropy bonus, a non-GRPO advantage estimator, rollout-correction
     bypass mode, a success threshold outside the verifier's reward range, a teacher prompt cap or token budget
     too small for the prompts, a teacher laid out unlike the actor or not in fp32. Warns when the update is not
@@ -215,6 +227,9 @@ def validate_run_config(config: Mapping[str, Any]) -> SRPOSettings:
     runs_srpo_trainer = check_entry(config)
     _check_generic(config)
     settings = SRPOSettings.from_config(config_value(config, "srpo", {}))
+    sp_problems = sequence_parallel_problems(config, teacher_engine=runs_srpo_trainer and settings.teacher_engine)
+    if sp_problems:
+        refuse(sp_problems[0] + (f" (and {len(sp_problems) - 1} more)" if len(sp_problems) > 1 else ""))
     if not (runs_srpo_trainer and settings.uses_teacher):
         return settings
 
@@ -242,13 +257,6 @@ def validate_run_config(config: Mapping[str, Any]) -> SRPOSettings:
         refuse_key("actor_rollout_ref.actor.strategy", strategy, "the teacher engine, the EMA and the logits processor "
                "run on verl's FSDP2 engine only (FSDP1 has never run them; megatron has no logits-processor hook); "
                "set actor_rollout_ref.actor.strategy=fsdp2")
-    for key in ("actor_rollout_ref.actor.ulysses_sequence_parallel_size",
-                "actor_rollout_ref.actor.fsdp_config.ulysses_sequence_parallel_size",
-                "actor_rollout_ref.ref.ulysses_sequence_parallel_size",
-                "actor_rollout_ref.ref.fsdp_config.ulysses_sequence_parallel_size"):
-        sp = config_value(config, key, 1)
-        if sp is not None and int(sp) > 1:
-            refuse_key(key, sp, "the logits processor needs whole sequences on each rank")
     for key in ("actor_rollout_ref.actor.pad_to_length", "actor_rollout_ref.actor.fsdp_config.pad_to_length",
                 "actor_rollout_ref.ref.pad_to_length", "actor_rollout_ref.ref.fsdp_config.pad_to_length"):
         if config_value(config, key, False):
@@ -286,11 +294,13 @@ def validate_run_config(config: Mapping[str, Any]) -> SRPOSettings:
                 "10240 = 2048 + 8192)")
     dynamic, budget, budget_key = teacher_batching(config, live=settings.teacher == "live")
     longest = settings.max_reprompt_len + response_len
-    if dynamic and budget is not None and budget < longest:
+    sp, need = _sp_budget(config, longest)  # the teacher takes the actor's SP size
+    if dynamic and budget is not None and budget < need:
         refuse(f"{budget_key}={budget} (the teacher's token budget per GPU) is below srpo.max_reprompt_len + "
-                f"data.max_response_length = {longest}: a teacher sequence must fit a dynamic micro-batch; set "
+                f"data.max_response_length = {longest}{'' if sp == 1 else f' over Ulysses SP={sp}'}: a teacher "
+                "sequence must fit a dynamic micro-batch; set "
                 f"{budget_key if settings.teacher == 'live' else 'actor_rollout_ref.ref.log_prob_max_token_len_per_gpu'}"
-                f" ≥ {longest}")
+                f" ≥ {need}")
     if settings.teacher_engine:  # live builds no teacher engine: nothing to lay out like the actor
         _check_teacher_layout(config)
 

@@ -21,6 +21,12 @@ The non-tensor ``srpo_phase`` in the data says which pass this is:
                                         the routed loss of :mod:`srpo_verl.core.losses`.
 The logits the processor sees are already divided by the rollout temperature.
 
+Under Ulysses sequence parallelism (``ulysses_sequence_parallel_size`` = S > 1) verl pads the packed sequence of
+nnz tokens to a multiple of S and hands SP rank r only the logits of positions [r·L, (r+1)·L), L = (nnz + pad) / S;
+it then all-gathers every [1, L] output and drops the pad. The processor therefore works on the response tokens
+whose predicting position lies in this rank's slice (:func:`local_response_tokens`) and returns [1, L] outputs;
+every other input (ids, stored top-K ids, teacher log-probs) is whole on every rank of the group.
+
 In the ``old`` and ``update`` phases the SRPO worker sets ``distillation_only``, so verl never computes its own
 sampled-token log-probs: its ``logprobs_from_logits`` uses flash-attn's Triton cross-entropy when flash-attn is
 installed, whose backward writes d loss / d logits into the logits buffer (``inplace_backward``, behind autograd's
@@ -142,6 +148,37 @@ def _scatter_rows(values: torch.Tensor, positions: torch.Tensor, total: int) -> 
     return out.index_copy(0, positions, values)
 
 
+def sequence_slice_start(local_len: int, total: int) -> int:
+    """First packed position of this rank's slice: 0 without Ulysses SP, else r·L for SP rank r (verl's
+    ``ulysses_pad_and_slice_inputs``: the packed sequence of ``total`` tokens padded to S·L, rank r keeps
+    [r·L, (r+1)·L))."""
+    from verl.utils.ulysses import get_ulysses_sequence_parallel_rank, get_ulysses_sequence_parallel_world_size
+
+    sp_size = get_ulysses_sequence_parallel_world_size()
+    if sp_size == 1:
+        if local_len != total:
+            raise ValueError(f"the logits processor got {local_len} positions for {total} packed tokens")
+        return 0
+    if not total <= local_len * sp_size < total + sp_size:
+        raise ValueError(f"Ulysses SP={sp_size}: {local_len} positions per rank do not cover {total} packed tokens "
+                         "padded to a multiple of the SP size")
+    return get_ulysses_sequence_parallel_rank() * local_len
+
+
+def local_response_tokens(positions: torch.Tensor, start: int, local_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The response tokens predicted inside the slice [start, start + local_len) of the packed sequence.
+
+    Args:
+        positions: long [M] packed positions predicting every response token (:func:`response_positions`).
+
+    Returns:
+        (tokens long [m]: indices into M, in order; local long [m]: their positions within the slice).
+    """
+    inside = (positions >= start) & (positions < start + local_len)
+    tokens = inside.nonzero().squeeze(-1)
+    return tokens, positions[tokens] - start
+
+
 def sampled_token_ids(data, positions: torch.Tensor) -> torch.Tensor:
     """long [M]: the token each of the packed ``positions`` predicts, i.e. the next input id (the labels verl's own
     ``logprobs_from_logits`` would use: ``input_ids`` rolled by one); for the response positions, the response."""
@@ -149,51 +186,43 @@ def sampled_token_ids(data, positions: torch.Tensor) -> torch.Tensor:
     return input_ids[positions.to(input_ids.device) + 1].long()
 
 
-def update_ids(sampled: torch.Tensor, response_lens: torch.Tensor, rows: torch.Tensor,
-               stored_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ids the update pass gathers for every response token, and which tokens are distilled.
-
-    Args:
-        sampled: long [M] the sampled token of each response token (M = Σ R_i).
-        response_lens: long [B]; rows: bool [B] distilled rows.
-        stored_ids: long [Σ_{rows} R_i, K] the student's π_old top-K ids of the distilled rows' tokens.
-
-    Returns:
-        (ids long [M, 1 + K] with column 0 the sampled token and columns 1.. the stored top-K on distilled tokens
-         (the sampled token again elsewhere: repeated ids are allowed and get no gradient), or [M, 1] when no row
-         is distilled; distilled long [Σ_{rows} R_i] indices into M).
-    """
-    distilled = select_rows(response_lens, rows).to(sampled.device)
-    if distilled.numel() == 0:
-        return sampled.unsqueeze(-1), distilled
-    ids = sampled.unsqueeze(-1).repeat(1, 1 + stored_ids.shape[-1])
-    ids[distilled, 1:] = stored_ids
-    return ids, distilled
-
-
-def update_outputs(settings: SRPOSettings, logits: torch.Tensor, data, positions: torch.Tensor):
-    """(sampled-token log-probs [M], divergence [M], top-K mass gap [M]): the first two differentiable in
-    ``logits`` [nnz, V], from one pass over each response row (log Z and every gathered id at once); the divergence
-    and the detached mass gap (student − teacher mass on the stored top-K ids) are 0 on tokens not distilled.
-    With ``srpo.distill_mode=sampled_token`` the divergence is the token-level loss on the sampled token and the
-    mass gap is 0 (no top-K)."""
+def update_outputs(settings: SRPOSettings, logits: torch.Tensor, data, positions: torch.Tensor,
+                   tokens: torch.Tensor | None = None):
+    """(sampled-token log-probs [m], divergence [m], top-K mass gap [m]) of the response tokens ``tokens`` (long
+    [m] indices into the micro-batch's M response tokens; all of them when None), predicted at ``positions`` (long
+    [m]) of ``logits`` [L, V]: the first two differentiable in ``logits``, from one pass over each response row
+    (log Z and every gathered id at once); the divergence and the detached mass gap (student − teacher mass on the
+    stored top-K ids) are 0 on tokens not distilled. With ``srpo.distill_mode=sampled_token`` the divergence is the
+    token-level loss on the sampled token and the mass gap is 0 (no top-K)."""
     response_lens = _lengths(data["responses"])
+    total_tokens = int(response_lens.sum())
+    if tokens is None:
+        tokens = torch.arange(total_tokens, device=logits.device)
+    tokens = tokens.to(logits.device)
     rows = distilled_rows(data)
-    # the teacher's field holds the distilled rows' tokens (one placeholder token on the other rows)
-    stored = select_rows(_lengths(data[TEACHER_LOGP]), rows)
-    sampled = sampled_token_ids(data, positions).to(logits.device)
-    if settings.sampled_token:
-        ids, distilled = sampled.unsqueeze(-1), select_rows(response_lens, rows).to(sampled.device)
-    else:
-        stored_ids = data[TOPK_IDS].values()[stored].to(logits.device).long()
-        ids, distilled = update_ids(sampled, response_lens, rows, stored_ids)
+    # the teacher's fields hold the distilled rows' tokens (one placeholder token on the other rows): the value
+    # index of response token t is stored_index[t] (-1 when t's row is not distilled)
+    stored = select_rows(_lengths(data[TEACHER_LOGP]), rows).to(logits.device)
+    stored_index = torch.full((total_tokens,), -1, dtype=torch.long, device=logits.device)
+    stored_index[select_rows(response_lens, rows).to(logits.device)] = stored
+    token_stored = stored_index[tokens]
+    distilled = (token_stored >= 0).nonzero().squeeze(-1)  # indices into m
+    token_stored = token_stored[distilled]
+    sampled = sampled_token_ids(data, response_positions_of(data).to(logits.device)[tokens]).to(logits.device)
+    ids = sampled.unsqueeze(-1)
+    if not settings.sampled_token and distilled.numel():
+        # column 0 the sampled token, columns 1.. the stored top-K on distilled tokens (the sampled token again
+        # elsewhere: repeated ids are allowed and get no gradient)
+        stored_ids = data[TOPK_IDS].values().to(logits.device)[token_stored].long()
+        ids = ids.repeat(1, 1 + stored_ids.shape[-1])
+        ids[distilled, 1:] = stored_ids
     logp, _ = gather_logprobs_with_entropy(
         logits, ids, chunk_size=settings.logits_chunk_size, backend=settings.logits_backend, rows=positions
     )
     divergence = logp.new_zeros(logp.shape[0])
     gap = torch.zeros(logp.shape[0], device=logp.device)
     if distilled.numel():
-        teacher = data[TEACHER_LOGP].values()[stored].to(logits.device)
+        teacher = data[TEACHER_LOGP].values().to(logits.device)[token_stored]
         # bf16 logits (mixed precision) reach the kernels as they are; the divergence's inputs must be fp32
         if logp.dtype != torch.float32 or teacher.dtype != torch.float32:
             raise TypeError(f"the divergence needs fp32 log-probs, got student {logp.dtype} and teacher "
@@ -207,11 +236,20 @@ def update_outputs(settings: SRPOSettings, logits: torch.Tensor, data, positions
     return logp[:, 0], divergence, gap
 
 
-def _topk_id_outputs(settings: SRPOSettings, logits: torch.Tensor, data, positions: torch.Tensor) -> dict:
-    """The π_old pass's top-K ids of the distilled rows' response tokens, three per int64 value, one output key per
-    value column ([1, nnz] each; 0 on every other token)."""
-    rows = distilled_rows(data)
-    picked = positions[select_rows(_lengths(data["responses"]), rows).to(logits.device)]
+def response_positions_of(data) -> torch.Tensor:
+    """long [M]: the packed positions predicting the micro-batch's response tokens (whole sequence)."""
+    return response_positions(_lengths(data["prompts"]), _lengths(data["responses"]))
+
+
+def _topk_id_outputs(settings: SRPOSettings, logits: torch.Tensor, data, positions: torch.Tensor,
+                     tokens: torch.Tensor) -> dict:
+    """The π_old pass's top-K ids of the distilled rows' response tokens among ``tokens`` (long [m] indices into
+    M, predicted at ``positions`` [m] of ``logits`` [L, V]), three per int64 value, one output key per value column
+    ([1, L] each; 0 on every other position)."""
+    response_lens = _lengths(data["responses"])
+    distilled_token = torch.zeros(int(response_lens.sum()), dtype=torch.bool, device=logits.device)
+    distilled_token[select_rows(response_lens, distilled_rows(data)).to(logits.device)] = True
+    picked = positions[distilled_token[tokens]]
     if logits.shape[-1] > 1 << ID_BITS:
         raise ValueError(f"vocabulary of {logits.shape[-1]} tokens: the packed top-K ids hold ids below 2^{ID_BITS}")
     ids = topk_token_ids(logits, settings.topk, chunk_size=settings.logits_chunk_size, rows=picked)
@@ -221,32 +259,34 @@ def _topk_id_outputs(settings: SRPOSettings, logits: torch.Tensor, data, positio
 
 def logits_processor(settings: SRPOSettings, student_logits: torch.Tensor, data,
                      stash: StudentLogitsStash | None = None) -> dict[str, torch.Tensor]:
-    """Per-token outputs of one micro-batch; ``student_logits`` is [1, nnz, V] (temperature applied); ``stash``:
-    the trust-region teacher's student logits (``srpo.teacher=trust_region`` only)."""
+    """Per-token outputs of one micro-batch; ``student_logits`` is [1, L, V] (temperature applied): the whole
+    packed sequence (L = nnz), or this rank's slice of it under Ulysses SP (module docstring); ``stash``: the
+    trust-region teacher's student logits (``srpo.teacher=trust_region`` only)."""
     phase = _non_tensor(data, PHASE)
     logits = student_logits[0]
-    total = logits.shape[0]
-    prompt_lens, response_lens = _lengths(data["prompts"]), _lengths(data["responses"])
-    positions = response_positions(prompt_lens, response_lens).to(logits.device)
+    local_len = logits.shape[0]
+    whole = response_positions_of(data).to(logits.device)
+    start = sequence_slice_start(local_len, int(data["input_ids"].values().numel()))
+    tokens, positions = local_response_tokens(whole, start, local_len)
     chunk, backend = settings.logits_chunk_size, settings.logits_backend
 
     if phase == "old":
-        outputs = {} if settings.sampled_token else _topk_id_outputs(settings, logits, data, positions)
+        outputs = {} if settings.sampled_token else _topk_id_outputs(settings, logits, data, positions, tokens)
         with torch.no_grad():
-            sampled = sampled_token_ids(data, positions).to(logits.device)
+            sampled = sampled_token_ids(data, whole[tokens]).to(logits.device)
             log_probs, _ = gather_logprobs_with_entropy(logits, sampled, chunk_size=chunk, backend=backend,
                                                         rows=positions)
-        outputs[LOG_PROBS] = _scatter_rows(log_probs, positions, total).unsqueeze(0)
+        outputs[LOG_PROBS] = _scatter_rows(log_probs, positions, local_len).unsqueeze(0)
         return outputs
 
     if phase == "teacher_student":
         if stash is None:
             raise RuntimeError("teacher_student phase without a student-logits stash (srpo.teacher=trust_region only)")
         stash.push(logits[positions], data)
-        return {STASH_OUTPUT: logits.new_zeros(1, total, dtype=torch.float32)}
+        return {STASH_OUTPUT: logits.new_zeros(1, local_len, dtype=torch.float32)}
 
     if phase == "teacher":
-        query = data[QUERY_IDS].values().to(logits.device)
+        query = data[QUERY_IDS].values().to(logits.device)[tokens]
         with torch.no_grad():
             if settings.teacher == "trust_region":
                 student = stash.pop(data, positions.numel(), logits.shape[-1]).to(logits.device)
@@ -258,17 +298,17 @@ def logits_processor(settings: SRPOSettings, student_logits: torch.Tensor, data,
                 logp, entropy = gather_logprobs_with_entropy(
                     logits, query, chunk_size=chunk, backend=backend, rows=positions
                 )
-        full_logp = _scatter_rows(logp, positions, total)
+        full_logp = _scatter_rows(logp, positions, local_len)
         outputs = {teacher_output_key(i): full_logp[:, i].unsqueeze(0) for i in range(query.shape[-1])}
-        outputs[TEACHER_ENTROPY_OUTPUT] = _scatter_rows(entropy, positions, total).unsqueeze(0)
+        outputs[TEACHER_ENTROPY_OUTPUT] = _scatter_rows(entropy, positions, local_len).unsqueeze(0)
         return outputs
 
     if phase == "update":
-        log_probs, divergence, gap = update_outputs(settings, logits, data, positions)
+        log_probs, divergence, gap = update_outputs(settings, logits, data, positions, tokens)
         return {
-            LOG_PROBS: _scatter_rows(log_probs, positions, total).unsqueeze(0),
-            DIVERGENCE: _scatter_rows(divergence, positions, total).unsqueeze(0),
-            MASS_GAP: _scatter_rows(gap, positions, total).unsqueeze(0),
+            LOG_PROBS: _scatter_rows(log_probs, positions, local_len).unsqueeze(0),
+            DIVERGENCE: _scatter_rows(divergence, positions, local_len).unsqueeze(0),
+            MASS_GAP: _scatter_rows(gap, positions, local_len).unsqueeze(0),
         }
 
     raise ValueError(f"srpo logits processor called with {PHASE}={phase!r}; expected old, teacher, teacher_student "

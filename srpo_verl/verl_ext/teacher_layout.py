@@ -93,13 +93,27 @@ def check_teacher_layout(actor_rollout_ref: Mapping[str, Any]) -> None:
         raise ValueError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
 
 
+def engine_sp_size(node: Mapping[str, Any] | None) -> int:
+    """verl's Ulysses SP size of an ``actor`` / ``ref`` node: the deprecated top-level
+    ``ulysses_sequence_parallel_size`` when > 1 (verl's FSDPActorConfig copies it into ``fsdp_config``), else
+    ``fsdp_config.ulysses_sequence_parallel_size`` (1 when unset)."""
+    top = int(config_value(node, "ulysses_sequence_parallel_size", 1) or 1)
+    if top > 1:
+        return top
+    return int(config_value(config_value(node, "fsdp_config", {}), "ulysses_sequence_parallel_size", 1) or 1)
+
+
 def derive_teacher_ref(actor_rollout_ref: DictConfig) -> DictConfig:
-    """A deep copy of ``actor_rollout_ref.ref`` with the actor's strategy and layout and the fixed keys set, after
-    ``check_teacher_layout`` (the worker builds the teacher engine from it)."""
+    """A deep copy of ``actor_rollout_ref.ref`` with the actor's strategy, layout and Ulysses SP size (the teacher
+    pass is dispatched on the actor's mesh: both ranks of an SP group get the same rows) and the fixed keys set,
+    after ``check_teacher_layout`` (the worker builds the teacher engine from it)."""
     check_teacher_layout(actor_rollout_ref)
     ref = deepcopy(actor_rollout_ref.ref)
+    sp_size = engine_sp_size(actor_rollout_ref.actor)
     with open_dict(ref):
         ref.strategy = actor_rollout_ref.actor.strategy
+        ref.ulysses_sequence_parallel_size = sp_size
+        ref.fsdp_config.ulysses_sequence_parallel_size = sp_size
         for key, value in teacher_fsdp_overrides(actor_rollout_ref.actor.fsdp_config).items():
             ref.fsdp_config[key] = value
     return ref

@@ -42,7 +42,8 @@ EXPECTED_RECIPES = {f"qwen3_8b/run_{m}.sh" for m in PAPER_METHOD_VALUES} | {
     f"qwen3_4b/run_{m}.sh" for m in ("grpo", "sdpo", "srpo")} | {
     f"qwen3_8b/run_{m}_math.sh" for m in ("grpo", "sdpo", "srpo")} | {  # math-verify recipes (docs/TASKS.md)
     "qwen3_8b/run_srpo_sampled_token.sh",  # token-level distillation (docs/SRPO_ON_VERL.md)
-    "qwen3_8b/run_srpo_trust_region.sh"}  # the trust-region teacher (docs/SRPO_ON_VERL.md)
+    "qwen3_8b/run_srpo_trust_region.sh",  # the trust-region teacher (docs/SRPO_ON_VERL.md)
+    "qwen3_8b/run_srpo_long_sp.sh"}  # long responses with Ulysses SP (issue 25)
 MODEL_PATHS = {"qwen3_8b": "Qwen/Qwen3-8B", "qwen3_4b": "Qwen/Qwen3-4B"}
 
 
@@ -51,10 +52,10 @@ def _recipe_id(path: Path) -> str:
 
 
 def recipe_method(path: Path) -> str:
-    """srpo.method of a recipe: run_<method>.sh, run_<method>_math.sh (math), run_<method>_sampled_token.sh or
-    run_<method>_trust_region.sh."""
+    """srpo.method of a recipe: run_<method>.sh, run_<method>_math.sh (math), or a variant of the method:
+    run_<method>_sampled_token.sh, run_<method>_trust_region.sh, run_<method>_long_sp.sh."""
     return (path.stem.removeprefix("run_").removesuffix("_math").removesuffix("_sampled_token")
-            .removesuffix("_trust_region"))
+            .removesuffix("_trust_region").removesuffix("_long_sp"))
 
 
 @pytest.fixture(scope="module")
@@ -224,6 +225,8 @@ def test_recipe_resolves_to_paper_values(recipe, recorder, tmp_path, compose_rec
     model_tag = recipe.parent.name
     run_name = recipe.stem.removeprefix("run_").removesuffix("_math")  # the folder: the method or its variant
     sampled_token = run_name.endswith("_sampled_token")
+    long_sp = run_name.endswith("_long_sp")
+    response_len = 16384 if long_sp else 8192
     lr, mini_batch, loss_agg = PAPER_METHOD_VALUES[method]
     config = compose_recipe(hydra_overrides(recorded_argv(run_recipe(recipe, recorder, tmp_path, TASK="material"))))
     OmegaConf.resolve(config)
@@ -237,7 +240,7 @@ def test_recipe_resolves_to_paper_values(recipe, recorder, tmp_path, compose_rec
         "actor_rollout_ref.rollout.n": 8,
         "actor_rollout_ref.actor.ppo_epochs": 1,
         "data.max_prompt_length": 2048,
-        "data.max_response_length": 8192,
+        "data.max_response_length": response_len,
         "data.apply_chat_template_kwargs.enable_thinking": False,
         "actor_rollout_ref.rollout.temperature": 1.0,
         "actor_rollout_ref.rollout.val_kwargs.n": 16,
@@ -265,7 +268,7 @@ def test_recipe_resolves_to_paper_values(recipe, recorder, tmp_path, compose_rec
         "srpo.dw_beta": 1.0,
         "srpo.adv_mix_lambda": 0.9,
         "srpo.success_threshold": 0.5,
-        "srpo.max_reprompt_len": 10240,
+        "srpo.max_reprompt_len": 2048 + response_len,
         "srpo.include_environment_feedback": False,
         "data.train_files": "/data/srpo/material/train.parquet",
         "data.val_files": "/data/srpo/material/test.parquet",
@@ -282,12 +285,15 @@ def test_recipe_resolves_to_paper_values(recipe, recorder, tmp_path, compose_rec
     actual = {key: _get(config, key) for key in expected}
     assert actual == expected
     assert list(_get(config, "trainer.logger")) == ["console", "file", "tensorboard"]
-    # every forward fits the longest sequence, the teacher's: prompt cap 10240 + response 8192 tokens
+    # every forward fits the longest sequence, the teacher's: prompt cap 2048 + R and response R tokens (a dynamic
+    # micro-batch holds the per-GPU budget x the Ulysses SP size)
     assert _get(config, "actor_rollout_ref.actor.use_dynamic_bsz") is True
+    sp = _get(config, "actor_rollout_ref.actor.ulysses_sequence_parallel_size")
+    assert sp == (4 if long_sp else 1)
     for key in ("actor_rollout_ref.actor.ppo_max_token_len_per_gpu", "actor_rollout_ref.ref.log_prob_max_token_len_per_gpu",
                 "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu"):
-        assert _get(config, key) >= 10240 + 8192, key
-    assert _get(config, "actor_rollout_ref.rollout.max_model_len") >= 2048 + 8192
+        assert _get(config, key) * sp >= 2048 + 2 * response_len, key
+    assert _get(config, "actor_rollout_ref.rollout.max_model_len") >= 2048 + response_len
     reward_path = Path(_get(config, "reward.custom_reward_function.path"))
     assert reward_path == REPO / "srpo_verl" / "rewards" / "verl_entry.py" and reward_path.is_file()
     assert _get(config, "reward.custom_reward_function.name") == "compute_score"
@@ -415,3 +421,20 @@ def test_the_trust_region_recipe_is_srpo_with_the_trust_region_teacher(recorder,
     rate = compose_recipe(hydra_overrides(recorded_argv(run_recipe(recipe, recorder, tmp_path,
                                                                    TRUST_REGION_RATE="0.05"))))
     assert rate.srpo.trust_region_rate == 0.05
+
+
+def test_the_long_response_recipe_runs_srpo_with_ulysses_sp_for_actor_and_teacher(recorder, tmp_path, compose_recipe):
+    from srpo_verl.preflight.config import validate_run_config
+    from srpo_verl.verl_ext.teacher_layout import derive_teacher_ref
+
+    recipe = REPO / "recipes" / "qwen3_8b" / "run_srpo_long_sp.sh"
+    for knob, sp, budget in ((None, 4, 8704), ("8", 8, 4352)):
+        env = {"SP": knob} if knob else {}
+        config = compose_recipe(hydra_overrides(recorded_argv(run_recipe(recipe, recorder, tmp_path, **env))))
+        assert config.srpo.method == "srpo" and config.actor_rollout_ref.model.use_remove_padding is True
+        assert config.actor_rollout_ref.actor.ulysses_sequence_parallel_size == sp
+        assert config.actor_rollout_ref.actor.ppo_max_token_len_per_gpu == budget
+        assert config.trainer.default_local_dir.endswith("/qwen3_8b/srpo_long_sp/chemistry")
+        validate_run_config(config)
+        teacher = derive_teacher_ref(config.actor_rollout_ref)
+        assert (teacher.ulysses_sequence_parallel_size, teacher.fsdp_config.ulysses_sequence_parallel_size) == (sp, sp)

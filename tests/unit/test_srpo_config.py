@@ -63,8 +63,6 @@ def test_bad_values_name_the_key(group, message):
         ({"algorithm__use_kl_in_reward": True}, "algorithm.use_kl_in_reward"),
         ({"actor_rollout_ref__model__lora_rank": 8}, "actor_rollout_ref.model.lora_rank"),
         ({"actor_rollout_ref__model__use_fused_kernels": True}, "actor_rollout_ref.model.use_fused_kernels"),
-        ({"actor_rollout_ref__actor__ulysses_sequence_parallel_size": 2},
-         "actor_rollout_ref.actor.ulysses_sequence_parallel_size"),
         ({"actor_rollout_ref__rollout__multi_turn": {"enable": True}}, "actor_rollout_ref.rollout.multi_turn.enable"),
         ({"algorithm__adv_estimator": "rloo"}, "algorithm.adv_estimator"),
         ({"actor_rollout_ref__actor__entropy_coeff": 0.01}, "actor_rollout_ref.actor.entropy_coeff"),

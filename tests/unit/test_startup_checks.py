@@ -168,8 +168,26 @@ REFUSED = [
      "actor_rollout_ref.actor.pad_to_length=True is not supported with srpo.method=srpo: verl 0.9.1 raises"),
     ("srpo_trainer", ["actor_rollout_ref.ref.fsdp_config.pad_to_length=true"],
      "actor_rollout_ref.ref.fsdp_config.pad_to_length=True is not supported"),
+    # Ulysses SP (issue 25): the teacher takes the actor's SP size; an attention verl cannot split is refused
     ("srpo_trainer", ["actor_rollout_ref.ref.fsdp_config.ulysses_sequence_parallel_size=2"],
-     "actor_rollout_ref.ref.fsdp_config.ulysses_sequence_parallel_size=2 is not supported with srpo.method=srpo"),
+     "actor_rollout_ref.ref.fsdp_config.ulysses_sequence_parallel_size=2 differs from the actor's Ulysses SP size 1"),
+    ("srpo_trainer", ["actor_rollout_ref.actor.fsdp_config.ulysses_sequence_parallel_size=2",
+                      "actor_rollout_ref.ref.fsdp_config.ulysses_sequence_parallel_size=4"],
+     "actor_rollout_ref.ref.fsdp_config.ulysses_sequence_parallel_size=4 differs from the actor's Ulysses SP size 2"),
+    ("srpo_trainer", ["actor_rollout_ref.ref.ulysses_sequence_parallel_size=4"],
+     "actor_rollout_ref.ref.ulysses_sequence_parallel_size=4 differs from the actor's Ulysses SP size 1"),
+    ("cpu_srpo", ["actor_rollout_ref.actor.ulysses_sequence_parallel_size=2", "trainer.n_gpus_per_node=2",
+                  "actor_rollout_ref.model.use_remove_padding=true"],
+     "actor_rollout_ref.model.override_config.attn_implementation='eager' with Ulysses SP=2: verl inserts its "
+     "all-to-all only into flash attention"),
+    ("srpo_trainer", ["srpo.method=grpo", "actor_rollout_ref.actor.ulysses_sequence_parallel_size=2",
+                      "+actor_rollout_ref.model.override_config.attn_implementation=sdpa"],
+     "actor_rollout_ref.model.override_config.attn_implementation='sdpa' with Ulysses SP=2"),
+    ("cpu_srpo", ["actor_rollout_ref.actor.fsdp_config.ulysses_sequence_parallel_size=2", "trainer.n_gpus_per_node=2",
+                  "actor_rollout_ref.model.override_config.attn_implementation=srpo_cpu_varlen"],
+     "actor_rollout_ref.model.override_config.attn_implementation='srpo_cpu_varlen' runs packed sequences only"),
+    ("srpo_trainer", ["srpo.method=sdpo", "+actor_rollout_ref.model.override_config.attn_implementation=srpo_cpu_varlen"],
+     "actor_rollout_ref.model.override_config.attn_implementation='srpo_cpu_varlen' is the CPU backend's attention"),
     ("srpo_trainer", ["actor_rollout_ref.actor.fsdp_config.offload_policy=true"],
      "actor_rollout_ref.actor.fsdp_config.offload_policy=True is not supported with srpo.method=srpo"),
 ]
@@ -202,6 +220,9 @@ def test_srpo_trainer_runs_fsdp2_for_actor_and_reference(compose):
     ("srpo_trainer", ["srpo.success_threshold=1"]),
     ("srpo_trainer", ["reward.custom_reward_function.path=/elsewhere/score.py", "srpo.success_threshold=0"]),
     ("srpo_trainer", ["srpo.reward_range=[0,10]", "srpo.success_threshold=7"]),
+    # Ulysses SP with a splittable attention, the teacher following the actor's SP size (issue 25)
+    ("srpo_trainer", ["actor_rollout_ref.actor.ulysses_sequence_parallel_size=2"]),
+    ("srpo_trainer", ["srpo.method=sdpo", "actor_rollout_ref.actor.fsdp_config.ulysses_sequence_parallel_size=2"]),
     # a ref layout value left at verl's default follows the actor's (teacher_layout.py)
     ("srpo_trainer", ["actor_rollout_ref.actor.fsdp_config.fsdp_size=8"]),
     ("srpo_trainer", ["actor_rollout_ref.actor.fsdp_config.fsdp_size=8", "actor_rollout_ref.ref.fsdp_config.fsdp_size=8"]),
@@ -271,6 +292,21 @@ def test_missing_or_mismatched_inputs_are_refused(compose, inputs, tmp_path, ove
     with pytest.raises(RunConfigError) as refused:
         startup_checks(config)
     assert str(refused.value).startswith(message), str(refused.value)
+
+
+def test_ulysses_sp_on_the_cpu_backend_needs_its_flash_stand_in(compose, monkeypatch):
+    """The CPU backend's splittable attention is accepted there (and only there: REFUSED above)."""
+    from srpo_verl.cpu.attention import CPU_VARLEN_ATTENTION
+    from srpo_verl.preflight.sequence_parallel import CPU_VARLEN_ATTENTION as PREFLIGHT_NAME
+
+    assert PREFLIGHT_NAME == CPU_VARLEN_ATTENTION
+    monkeypatch.setenv("SRPO_VERL_CPU", "1")
+    sp = ("actor_rollout_ref.actor.ulysses_sequence_parallel_size=2", "trainer.n_gpus_per_node=2",
+          "actor_rollout_ref.model.use_remove_padding=true")
+    validate(compose("cpu_srpo", *sp, f"actor_rollout_ref.model.override_config.attn_implementation={CPU_VARLEN_ATTENTION}"))
+    with pytest.raises(RunConfigError, match="attn_implementation='eager' with Ulysses SP=2: .* use one of "
+                                             "flash_attention_2, flash_attention_3, flash_attention_4, srpo_cpu_varlen$"):
+        validate(compose("cpu_srpo", *sp))
 
 
 def test_topk_equal_to_the_vocabulary_is_accepted(compose, inputs):

@@ -108,3 +108,19 @@ def test_ref_equal_to_the_actor_or_unset_dtype_is_accepted():
 def test_ref_strategy_other_than_the_actors_is_refused():
     (problem,) = teacher_layout_conflicts(arr("actor.strategy=fsdp2", "ref.strategy=fsdp"))
     assert "actor_rollout_ref.ref.strategy='fsdp' differs from actor_rollout_ref.actor.strategy='fsdp2'" in problem
+
+
+@pytest.mark.parametrize("actor_key", ["actor.ulysses_sequence_parallel_size", "actor.fsdp_config.ulysses_sequence_parallel_size"])
+def test_the_teacher_engine_takes_the_actors_ulysses_sp_size(actor_key):
+    """The teacher pass is dispatched on the actor's mesh: verl's engine config of the teacher gets the actor's SP
+    size whichever of verl's two keys set it (the deprecated top-level one wins in verl when > 1)."""
+    from verl.utils.config import omega_conf_to_dataclass
+
+    ref = derive_teacher_ref(arr(f"{actor_key}=2"))
+    with open_dict(ref):
+        for key in ("log_prob_micro_batch_size", "log_prob_micro_batch_size_per_gpu", "log_prob_use_dynamic_bsz",
+                    "log_prob_max_token_len_per_gpu"):
+            ref.pop(key)
+        ref.ppo_mini_batch_size = 2
+        ref.ppo_micro_batch_size_per_gpu = 1
+    assert omega_conf_to_dataclass(ref).engine.ulysses_sequence_parallel_size == 2

@@ -116,6 +116,14 @@ def sampling_spec_from_params(sampling_params: dict, max_tokens: int, seed: int)
     )
 
 
+def rollout_attention(name: str) -> str:
+    """The attention the hf rollout decodes with: the actor's, except the CPU flash stand-in, which serves only
+    packed training forwards (no mask, no KV cache: srpo_verl/cpu/attention.py); eager decodes for it."""
+    from srpo_verl.cpu.attention import CPU_VARLEN_ATTENTION
+
+    return "eager" if name == CPU_VARLEN_ATTENTION else name
+
+
 def stop_token_ids_of(model: torch.nn.Module) -> set[int]:
     """EOS ids of an HF model: its generation_config's eos_token_id (int or list), else its config's."""
     eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
@@ -190,7 +198,7 @@ class HFServer:
         self.model = AutoModelForCausalLM.from_pretrained(
             path,
             dtype=_DTYPES[dtype_name],
-            attn_implementation=override.get("attn_implementation", "eager"),
+            attn_implementation=rollout_attention(override.get("attn_implementation", "eager")),
             trust_remote_code=bool(getattr(self.model_config, "trust_remote_code", False)),
         ).eval()
         device = server_device(get_device_name(), self.accelerator_id,
