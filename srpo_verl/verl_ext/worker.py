@@ -14,11 +14,14 @@ only the actor, and checkpoints hold only the actor, so the teacher lives here (
     ``distillation_only`` (verl's in-place flash-attn cross-entropy would overwrite the logits our backward reads);
   * ``compute_teacher_topk``: teacher log-probs at the student's ids + teacher entropy, on a compact teacher batch;
   * ``ema_update_teacher``, ``save_teacher``, ``load_teacher``.
+With LoRA (``model.lora_rank > 0``) no teacher engine is built: every kind scores on the actor engine, ``base`` with
+the adapters disabled, ``ema`` with an EMA copy of the adapters swapped in (adapter_teacher.py).
 """
 
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from copy import deepcopy
 from functools import partial
 
@@ -42,6 +45,7 @@ from verl.workers.engine_workers import (
 
 from srpo_verl.core.ema import ema_update_
 from srpo_verl.verl_ext import loss as srpo_loss_module
+from srpo_verl.verl_ext.adapter_teacher import AdapterEMA
 from srpo_verl.verl_ext.settings import SRPOSettings
 from srpo_verl.verl_ext.layout import (
     pack_response_field,
@@ -73,6 +77,19 @@ def _all_ranks_agree(local_ok: bool) -> bool:
     return bool(flag.item())
 
 
+def _rank_and_world() -> tuple[int, int]:
+    if torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _synchronize_device() -> None:
+    """Drain the device queue: verl offloads with non_blocking copies, a host read before that sees stale data."""
+    device = get_torch_device()
+    if device.is_available():
+        device.synchronize()
+
+
 def _response_frame(values: torch.Tensor, data, rows: torch.Tensor | None) -> torch.Tensor:
     """Packed per-token outputs [nnz, ...] → response-frame nested field (only ``rows`` kept, see layout.py)."""
     prompt_lens = data["prompts"].offsets().diff()
@@ -92,10 +109,16 @@ def _stack_outputs(output: TensorDict, keys: list[str]) -> torch.Tensor:
 class SRPOWorker(ActorRolloutRefWorker):
     """ActorRolloutRefWorker with the SRPO teacher and loss; ``srpo.method=grpo`` behaves exactly like verl's."""
 
+    #: ``actor_rollout_ref.model.lora_rank > 0`` (set in __init__; class defaults for workers built without it)
+    lora: bool = False
+    adapter_ema: AdapterEMA | None = None
+
     def __init__(self, config, role, distillation_config=None, **kwargs):
         super().__init__(config, role, distillation_config=distillation_config, **kwargs)
         self.srpo = SRPOSettings.from_config(config.get(WORKER_SETTINGS_KEY, None))
         self.teacher: TrainingWorker | None = None
+        self.lora = int(config.model.get("lora_rank", 0) or 0) > 0
+        self.adapter_ema = None  # LoRA + srpo.teacher=ema: the EMA of the adapters only (init_model)
 
     # ------------------------------------------------------------------ set-up
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
@@ -107,6 +130,13 @@ class SRPOWorker(ActorRolloutRefWorker):
         actor_config: ActorConfig = omega_conf_to_dataclass(self.config.actor)
         self.loss_fn = partial(srpo_loss_module.srpo_loss, self.srpo, actor_config)
         self.actor.set_loss_fn(self.loss_fn)
+        if self.lora:  # the base weights are shared: no teacher engine for any kind (adapter_teacher.py)
+            if self.srpo.teacher_ema:
+                _synchronize_device()
+                self.adapter_ema = AdapterEMA(self.actor.engine.module)
+            logger.info("SRPO teacher: %s on the actor engine's LoRA base (%s)%s", self.srpo.teacher, self.srpo.method,
+                        f"; adapter EMA {self.adapter_ema.nbytes} bytes" if self.adapter_ema else "")
+            return
         if not self.srpo.teacher_engine:  # live: the actor engine scores the teacher batch (its loss fn handles it)
             logger.info("SRPO teacher: live (the actor engine, %s); no teacher engine", self.srpo.method)
             return
@@ -178,8 +208,9 @@ class SRPOWorker(ActorRolloutRefWorker):
         return self._teacher_engine().engine.module
 
     def _teacher_engine(self) -> TrainingWorker:
-        """The engine the teacher pass runs on: the teacher engine (ema, base), or the actor's (live)."""
-        if self.srpo.teacher == "live":
+        """The engine the teacher pass runs on: the teacher engine (ema, base), or the actor's (live; every kind with
+        LoRA)."""
+        if self.srpo.teacher == "live" or getattr(self, "lora", False):
             return self.actor
         if self.teacher is None:
             raise RuntimeError(f"srpo.teacher={self.srpo.teacher}: the teacher engine was not built (init_model)")
@@ -249,7 +280,12 @@ class SRPOWorker(ActorRolloutRefWorker):
                                    f"size {micro}: the SRPO trainer pads it (srpo_verl/verl_ext/teacher_batch.py)")
             tu.assign_non_tensor(data, micro_batch_size_per_gpu=micro)
         tu.assign_non_tensor_data(data, srpo_loss_module.PHASE, "teacher")
-        output = engine.infer_batch(data)
+        if getattr(self, "lora", False) and self.srpo.teacher == "base":
+            tu.assign_non_tensor(data, no_lora_adapter=True)  # verl's infer_batch: engine.disable_adapter()
+        adapter_ema = getattr(self, "adapter_ema", None)
+        swapped = adapter_ema.swapped_in(engine.engine.module) if adapter_ema is not None else nullcontext()
+        with swapped:
+            output = engine.infer_batch(data)
         if output is None:
             return None
         logp = _stack_outputs(output, [srpo_loss_module.teacher_output_key(i) for i in range(k)])
@@ -272,6 +308,10 @@ class SRPOWorker(ActorRolloutRefWorker):
         Nothing is written when any actor value on any rank is non-finite. Returns this rank's
         ``{"applied": bool, "actor_finite": bool, "max_abs_delta": float}`` (max |Δθ_T|, 0.0 when not applied)."""
         self._require_ema("ema_update_teacher")
+        adapter_ema = getattr(self, "adapter_ema", None)  # stand-ins in tests may lack the attribute
+        if adapter_ema is not None:
+            _synchronize_device()
+            return adapter_ema.update(self.actor.engine.module, rate, agree=_all_ranks_agree).as_dict()
         teacher_params = dict(self._teacher_module().named_parameters())
         names, teacher, actor = [], [], []
         for name, actor_param in self.actor.engine.module.named_parameters():
@@ -293,10 +333,17 @@ class SRPOWorker(ActorRolloutRefWorker):
         """Model-only teacher checkpoint; ``max_ckpt_to_keep`` rotates the teacher/ folders like verl rotates actor/
         (this engine's checkpoint manager remembers the folders it wrote in this process)."""
         self._require_ema("save_teacher")
+        if getattr(self, "adapter_ema", None) is not None:
+            self.adapter_ema.save(local_path, *_rank_and_world(), max_to_keep=max_ckpt_to_keep)
+            return
         self.teacher.save_checkpoint(local_path, None, global_step, max_ckpt_to_keep=max_ckpt_to_keep)
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def load_teacher(self, local_path: str):
         self._require_ema("load_teacher")
+        if getattr(self, "adapter_ema", None) is not None:
+            _synchronize_device()
+            self.adapter_ema.load(local_path, *_rank_and_world(), self.actor.engine.module)
+            return
         self.teacher.load_checkpoint(local_path, None, False)
 
