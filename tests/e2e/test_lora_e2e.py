@@ -5,9 +5,11 @@ kind on the actor's shared base weights (srpo_verl/verl_ext/adapter_teacher.py),
   * ema, 1 rank, 2 steps, a checkpoint each step: teacher/ holds the adapter EMA only (fp32, the actor's adapter
     names), the EMA moves by rate · |θ − θ_T| each step, and a kill-and-resume from step 1 reproduces step 2;
   * (slow) ema at rate 1 equals live over 2 steps, and base equals both at step 1 (peft's adapter B starts at 0, so
-    the adapters disabled, the initial adapter and the live one are one function at step 1);
-  * (slow) 2 ranks (FSDP2 over gloo): step 1 equals the 1-rank run's, and its teacher/ holds one adapter shard file
-    per rank.
+    the adapters disabled, the initial adapter and the live one are one function at step 1); at step 2 (the same
+    rollouts) ema at the default rate, live and base give three different teachers (the swap and verl's
+    no-adapter context act);
+  * (slow) 2 ranks (FSDP2 over gloo): steps 1 and 2 equal the 1-rank run's (step 2 scores with the swapped-in EMA,
+    which differs from the actor's adapters), and its teacher/ holds one adapter shard file per rank.
 """
 
 from __future__ import annotations
@@ -71,24 +73,29 @@ def test_lora_ema_at_rate_1_is_live_and_base_is_both_at_step_1(lora_ema, tiny_as
     runs = {kind: CpuRun(tmp_path_factory.mktemp(f"lora_{kind}"), *tiny_assets, *LORA, *extra)
             for kind, extra in (("ema1", ("srpo.ema_rate=1.0", "trainer.total_training_steps=2")),
                                 ("live", ("srpo.teacher=live", "trainer.total_training_steps=2")),
-                                ("base", ("srpo.teacher=base", "trainer.total_training_steps=1")))}
+                                ("base", ("srpo.teacher=base", "trainer.total_training_steps=2")))}
     runs["ema1"].check([1, 2])
     runs["live"].check([1, 2])
-    runs["base"].check([1])
+    runs["base"].check([1, 2])
     for step in (1, 2):
         assert_same(runs["live"], runs["ema1"], step, rel=0)
     assert_same(lora_ema, runs["base"], 1)
     assert_same(lora_ema, runs["live"], 1)
-    # step 2: the live teacher has moved, the default-rate EMA barely
-    assert runs["live"].steps[2]["srpo/teacher/entropy_mean"] != lora_ema.steps[2]["srpo/teacher/entropy_mean"]
+    # step 2, the same rollouts (the actors are equal after step 1): the default-rate EMA's adapters (swapped in)
+    # and the disabled adapters (base) give other teachers than the live adapters
+    entropy = {kind: run.steps[2]["srpo/teacher/entropy_mean"] for kind, run in runs.items()}
+    entropy["ema"] = lora_ema.steps[2]["srpo/teacher/entropy_mean"]
+    assert lora_ema.samples_by_session(2) == runs["live"].samples_by_session(2) == runs["base"].samples_by_session(2)
+    assert len({entropy["live"], entropy["ema"], entropy["base"]}) == 3, entropy
 
 
 @pytest.mark.slow
 def test_lora_ema_on_two_ranks_equals_one_rank(lora_ema, tiny_assets, tmp_path_factory, assert_same_step):
     lora_ema.check([1, 2])
-    two = CpuRun(tmp_path_factory.mktemp("lora_two_ranks"), *tiny_assets, *LORA, "trainer.total_training_steps=1",
+    two = CpuRun(tmp_path_factory.mktemp("lora_two_ranks"), *tiny_assets, *LORA, "trainer.total_training_steps=2",
                  "trainer.save_freq=1", "trainer.n_gpus_per_node=2", "ray_kwargs.ray_init.num_gpus=2")
-    two.check([1])
+    two.check([1, 2])
     assert_same_step(lora_ema, two, 1)
-    teacher = two.workdir / "ckpt" / "global_step_1" / "teacher"
+    assert_same_step(lora_ema, two, 2)  # the EMA (rate 0.05) differs from the actor: the swap on sharded adapters
+    teacher = two.workdir / "ckpt" / "global_step_2" / "teacher"
     assert sorted(p.name for p in teacher.iterdir()) == [f"model_world_size_2_rank_{r}.pt" for r in (0, 1)]
