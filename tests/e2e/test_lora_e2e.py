@@ -93,7 +93,10 @@ def test_lora_ema_at_rate_1_is_live_and_base_is_both_at_step_1(lora_ema, tiny_as
 def test_lora_ema_on_two_ranks_equals_one_rank(lora_ema, tiny_assets, tmp_path_factory, assert_same_step):
     lora_ema.check([1, 2])
     two = CpuRun(tmp_path_factory.mktemp("lora_two_ranks"), *tiny_assets, *LORA, "trainer.total_training_steps=2",
-                 "trainer.save_freq=1", "trainer.n_gpus_per_node=2", "ray_kwargs.ray_init.num_gpus=2")
+                 "trainer.save_freq=1", "trainer.n_gpus_per_node=2", "ray_kwargs.ray_init.num_gpus=2",
+                 # 16 samples per rank: the micro-batches must divide them (the metrics compared are layout-free)
+                 "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=16",
+                 "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=16")
     two.check([1, 2])
     assert_same_step(lora_ema, two, 1)
     assert_same_step(lora_ema, two, 2)  # the EMA (rate 0.05) differs from the actor: the swap on sharded adapters
