@@ -211,14 +211,38 @@ def _check_teacher_layout(config: Mapping[str, Any]) -> None:
         refuse(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
 
 
+def lora_rank(config: Mapping[str, Any]) -> int:
+    """``actor_rollout_ref.model.lora_rank`` (verl's FSDP LoRA; 0 = off)."""
+    return config_number(config, "actor_rollout_ref.model.lora_rank", 0) or 0
+
+
+def teacher_on_actor_engine(config: Mapping[str, Any], settings: SRPOSettings) -> bool:
+    """The teacher pass runs on the actor engine (its batching, no teacher engine): ``live``, and every kind with
+    LoRA (the base weights are shared; base disables the adapters, ema swaps in the adapter EMA)."""
+    return settings.teacher == "live" or lora_rank(config) > 0
+
+
+def _check_lora(config: Mapping[str, Any], settings: SRPOSettings) -> None:
+    """LoRA runs every teacher kind on the actor's shared base weights (adapter_teacher.py). Refused: verl's
+    megatron LoRA key on the FSDP engine (an adapter on the actor always trains: peft freezes only the base)."""
+    rank = lora_rank(config)
+    megatron_rank = config_number(config, "actor_rollout_ref.model.lora.rank", 0) or 0
+    if megatron_rank > 0 and rank <= 0:
+        refuse(f"actor_rollout_ref.model.lora.rank={megatron_rank} is verl's megatron LoRA key; srpo.method="
+               f"{settings.method} runs on fsdp2: set actor_rollout_ref.model.lora_rank={megatron_rank} instead")
+    if rank < 0:
+        refuse(f"actor_rollout_ref.model.lora_rank={rank} must be ≥ 0 (0 = no LoRA)")
+
+
 def validate_run_config(config: Mapping[str, Any]) -> SRPOSettings:
     """Check the whole run config for what this design can honour; return the typed `srpo:` settings.
 
     Every run: an `srpo:` group runs the SRPO trainer; temperature > 0; lengths ≥ 1; n ≥ 2 for GRPO advantages;
     the mini-batch divides the batch and (× n) the DP size; dynamic-batch token budgets fit one sequence.
     Every run: Ulysses SP that verl cannot split (preflight/sequence_parallel.py).
-    Teacher methods also refuse: a KL-to-reference term, LoRA, fused kernels, an actor strategy other than fsdp2,
-    a teacher SP size unlike the actor's, a static packed pad (pad_to_length), FSDP2's offload_policy on the actor,
+    Teacher methods also refuse: a KL-to-reference term, verl's megatron LoRA key, fused kernels, an actor strategy
+    other than fsdp2, a teacher SP size unlike the actor's, a static packed pad (pad_to_length), FSDP2's offload_policy
+    on the actor,
     multi-turn rollouts, verl's distillation, an entropy bonus, a non-GRPO advantage estimator, rollout-correction
     bypass mode, a success threshold outside the verifier's reward range, a teacher prompt cap or token budget
     too small for the prompts, a teacher laid out unlike the actor or not in fp32. Warns when the update is not
@@ -246,9 +270,7 @@ def validate_run_config(config: Mapping[str, Any]) -> SRPOSettings:
     if float(config_value(config, "actor_rollout_ref.actor.entropy_coeff", 0) or 0) != 0:
         refuse_key("actor_rollout_ref.actor.entropy_coeff", config_value(config, "actor_rollout_ref.actor.entropy_coeff"),
                "the paper uses no entropy bonus")
-    lora = config_value(config, "actor_rollout_ref.model.lora_rank", 0) or config_value(config, "actor_rollout_ref.model.lora.rank", 0)
-    if lora and int(lora) > 0:
-        refuse_key("actor_rollout_ref.model.lora_rank", lora, "the EMA teacher needs a separate full model")
+    _check_lora(config, settings)
     if config_value(config, "actor_rollout_ref.model.use_fused_kernels", False):
         refuse_key("actor_rollout_ref.model.use_fused_kernels", True, "fused kernels never materialise the logits "
                "that the top-K distillation reads")
@@ -292,16 +314,17 @@ def validate_run_config(config: Mapping[str, Any]) -> SRPOSettings:
         refuse(f"srpo.max_reprompt_len={settings.max_reprompt_len} must exceed data.max_prompt_length={prompt_len}: "
                 "the teacher prompt holds the student's prompt, the template and the demonstration (the paper: "
                 "10240 = 2048 + 8192)")
-    dynamic, budget, budget_key = teacher_batching(config, live=settings.teacher == "live")
+    on_actor = teacher_on_actor_engine(config, settings)
+    dynamic, budget, budget_key = teacher_batching(config, live=on_actor)
     longest = settings.max_reprompt_len + response_len
     sp, need = _sp_budget(config, longest)  # the teacher takes the actor's SP size
     if dynamic and budget is not None and budget < need:
         refuse(f"{budget_key}={budget} (the teacher's token budget per GPU) is below srpo.max_reprompt_len + "
                 f"data.max_response_length = {longest}{'' if sp == 1 else f' over Ulysses SP={sp}'}: a teacher "
                 "sequence must fit a dynamic micro-batch; set "
-                f"{budget_key if settings.teacher == 'live' else 'actor_rollout_ref.ref.log_prob_max_token_len_per_gpu'}"
+                f"{budget_key if on_actor else 'actor_rollout_ref.ref.log_prob_max_token_len_per_gpu'}"
                 f" ≥ {need}")
-    if settings.teacher_engine:  # live builds no teacher engine: nothing to lay out like the actor
+    if not on_actor:  # live and LoRA build no teacher engine: nothing to lay out like the actor
         _check_teacher_layout(config)
 
     mini = config_value(config, "actor_rollout_ref.actor.ppo_mini_batch_size")

@@ -42,7 +42,7 @@ from srpo_verl.core.format_watch import FormatDropWatch
 from srpo_verl.core.success_memory import SuccessMemory, group_successes, prompt_key
 from srpo_verl.preflight import checkpoint as ckpt
 from srpo_verl.preflight import rows
-from srpo_verl.preflight.config import teacher_micro_batch_size, validate_run_config
+from srpo_verl.preflight.config import teacher_micro_batch_size, teacher_on_actor_engine, validate_run_config
 from srpo_verl.verl_ext import loss as L
 from srpo_verl.verl_ext import preempt, registration, reward_guard, sample_log, save_guard
 from srpo_verl.verl_ext.layout import pack_response_field, parse_rollout_key, rollout_order, route_batch, to_jagged
@@ -93,7 +93,7 @@ class SRPOTrainer(PPOTrainerSync):
         registration.assert_registered(where="trainer process")
         self.srpo = sample_log.with_dump_dir(validate_run_config(config), config.trainer.default_local_dir)
         self._init_run_state()
-        self._teacher_micro_batch = teacher_micro_batch_size(config, live=self.srpo.teacher == "live")
+        self._teacher_micro_batch = teacher_micro_batch_size(config, live=teacher_on_actor_engine(config, self.srpo))
         with open_dict(config):
             # verl compares trainer_mode with "sync" in several places (replay buffer, checkpoints): run as sync.
             config.trainer.v1.trainer_mode = "sync"

@@ -16,11 +16,14 @@ only the actor, and checkpoints hold only the actor, so the teacher lives here (
     ``distillation_only`` (verl's in-place flash-attn cross-entropy would overwrite the logits our backward reads);
   * ``compute_teacher_topk``: teacher log-probs at the student's ids + teacher entropy, on a compact teacher batch;
   * ``ema_update_teacher``, ``save_teacher``, ``load_teacher``.
+With LoRA (``model.lora_rank > 0``) no teacher engine is built: every kind scores on the actor engine, ``base`` with
+the adapters disabled, ``ema`` with an EMA copy of the adapters swapped in (adapter_teacher.py).
 """
 
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from copy import deepcopy
 from functools import partial
 
@@ -44,6 +47,7 @@ from verl.workers.engine_workers import (
 
 from srpo_verl.core.ema import ema_update_
 from srpo_verl.verl_ext import loss as srpo_loss_module
+from srpo_verl.verl_ext.adapter_teacher import AdapterEMA
 from srpo_verl.verl_ext.settings import SRPOSettings
 from srpo_verl.verl_ext.layout import (
     pack_response_field,
@@ -75,6 +79,19 @@ def _all_ranks_agree(local_ok: bool) -> bool:
     return bool(flag.item())
 
 
+def _rank_and_world() -> tuple[int, int]:
+    if torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _synchronize_device() -> None:
+    """Drain the device queue: verl offloads with non_blocking copies, a host read before that sees stale data."""
+    device = get_torch_device()
+    if device.is_available():
+        device.synchronize()
+
+
 def _response_frame(values: torch.Tensor, data, rows: torch.Tensor | None) -> torch.Tensor:
     """Packed per-token outputs [nnz, ...] → response-frame nested field (only ``rows`` kept, see layout.py)."""
     prompt_lens = data["prompts"].offsets().diff()
@@ -94,10 +111,16 @@ def _stack_outputs(output: TensorDict, keys: list[str]) -> torch.Tensor:
 class SRPOWorker(ActorRolloutRefWorker):
     """ActorRolloutRefWorker with the SRPO teacher and loss; ``srpo.method=grpo`` behaves exactly like verl's."""
 
+    #: ``actor_rollout_ref.model.lora_rank > 0`` (set in __init__; class defaults for workers built without it)
+    lora: bool = False
+    adapter_ema: AdapterEMA | None = None
+
     def __init__(self, config, role, distillation_config=None, **kwargs):
         super().__init__(config, role, distillation_config=distillation_config, **kwargs)
         self.srpo = SRPOSettings.from_config(config.get(WORKER_SETTINGS_KEY, None))
         self.teacher: TrainingWorker | None = None
+        self.lora = int(config.model.get("lora_rank", 0) or 0) > 0
+        self.adapter_ema = None  # LoRA + srpo.teacher=ema: the EMA of the adapters only (init_model)
 
     # ------------------------------------------------------------------ set-up
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
@@ -110,6 +133,13 @@ class SRPOWorker(ActorRolloutRefWorker):
         self.student_logits = srpo_loss_module.StudentLogitsStash() if self.srpo.teacher == "trust_region" else None
         self.loss_fn = partial(srpo_loss_module.srpo_loss, self.srpo, actor_config, stash=self.student_logits)
         self.actor.set_loss_fn(self.loss_fn)
+        if self.lora:  # the base weights are shared: no teacher engine for any kind (adapter_teacher.py)
+            if self.srpo.teacher_ema:
+                _synchronize_device()
+                self.adapter_ema = AdapterEMA(self.actor.engine.module)
+            logger.info("SRPO teacher: %s on the actor engine's LoRA base (%s)%s", self.srpo.teacher, self.srpo.method,
+                        f"; adapter EMA {self.adapter_ema.nbytes} bytes" if self.adapter_ema else "")
+            return
         if not self.srpo.teacher_engine:  # live: the actor engine scores the teacher batch (its loss fn handles it)
             logger.info("SRPO teacher: live (the actor engine, %s); no teacher engine", self.srpo.method)
             return
@@ -181,8 +211,9 @@ class SRPOWorker(ActorRolloutRefWorker):
         return self._teacher_engine().engine.module
 
     def _teacher_engine(self) -> TrainingWorker:
-        """The engine the teacher pass runs on: the teacher engine (ema, base), or the actor's (live)."""
-        if self.srpo.teacher == "live":
+        """The engine the teacher pass runs on: the teacher engine (ema, base), or the actor's (live; every kind with
+        LoRA)."""
+        if self.srpo.teacher == "live" or getattr(self, "lora", False):
             return self.actor
         if self.teacher is None:
             raise RuntimeError(f"srpo.teacher={self.srpo.teacher}: the teacher engine was not built (init_model)")
@@ -255,7 +286,12 @@ class SRPOWorker(ActorRolloutRefWorker):
         if self.srpo.teacher == "trust_region":
             output = self._trust_region_pass(data)
         else:
-            output = engine.infer_batch(data)
+            if getattr(self, "lora", False) and self.srpo.teacher == "base":
+                tu.assign_non_tensor(data, no_lora_adapter=True)  # verl's infer_batch: engine.disable_adapter()
+            adapter_ema = getattr(self, "adapter_ema", None)
+            swapped = adapter_ema.swapped_in(engine.engine.module) if adapter_ema is not None else nullcontext()
+            with swapped:
+                output = engine.infer_batch(data)
         if output is None:
             return None
         logp = _stack_outputs(output, [srpo_loss_module.teacher_output_key(i) for i in range(k)])
@@ -273,12 +309,15 @@ class SRPOWorker(ActorRolloutRefWorker):
         """The trust-region teacher, one micro-batch at a time: the actor's forward (the current policy, before
         this step's update: the official teacher's student inside a single-optimizer-step update) stashes its
         logits at the response positions, then the base teacher's forward mixes them into its own,
-        lerp(base, student, srpo.trust_region_rate). One stash of one micro-batch's response logits at most.
+        lerp(base, student, srpo.trust_region_rate). One stash of one micro-batch's response logits at most. With
+        LoRA both forwards run on the actor engine: the student with its adapters, the reference without.
 
         Micro-batches: the static teacher micro-batch (the trainer pads every rank to whole ones), or one row with
         dynamic batching (every rank holds the same number of rows, so all ranks run as many forwards)."""
+        lora = getattr(self, "lora", False)  # the reference is the actor's base weights, adapters disabled
+        reference_engine = self.actor if lora else self.teacher
         rows = data.batch_size[0]
-        micro = 1 if self.teacher.engine_config.use_dynamic_bsz else tu.get(data, "micro_batch_size_per_gpu", 1)
+        micro = 1 if reference_engine.engine_config.use_dynamic_bsz else tu.get(data, "micro_batch_size_per_gpu", 1)
         outputs = []
         self.student_logits.clear()
         for start in range(0, rows, micro):
@@ -289,7 +328,9 @@ class SRPOWorker(ActorRolloutRefWorker):
             self.actor.infer_batch(student)
             reference = tu.index_select_tensor_dict(data, part)
             tu.assign_non_tensor(reference, use_dynamic_bsz=False, micro_batch_size_per_gpu=len(part))
-            outputs.append(self.teacher.infer_batch(reference))
+            if lora:
+                tu.assign_non_tensor(reference, no_lora_adapter=True)  # verl's infer_batch: engine.disable_adapter()
+            outputs.append(reference_engine.infer_batch(reference))
         if len(self.student_logits):
             raise RuntimeError(f"trust-region teacher: {len(self.student_logits)} stashed student micro-batch(es) "
                                "were never mixed (the two engines split the teacher batch differently)")
@@ -308,6 +349,10 @@ class SRPOWorker(ActorRolloutRefWorker):
         Nothing is written when any actor value on any rank is non-finite. Returns this rank's
         ``{"applied": bool, "actor_finite": bool, "max_abs_delta": float}`` (max |Δθ_T|, 0.0 when not applied)."""
         self._require_ema("ema_update_teacher")
+        adapter_ema = getattr(self, "adapter_ema", None)  # stand-ins in tests may lack the attribute
+        if adapter_ema is not None:
+            _synchronize_device()
+            return adapter_ema.update(self.actor.engine.module, rate, agree=_all_ranks_agree).as_dict()
         teacher_params = dict(self._teacher_module().named_parameters())
         names, teacher, actor = [], [], []
         for name, actor_param in self.actor.engine.module.named_parameters():
@@ -329,10 +374,17 @@ class SRPOWorker(ActorRolloutRefWorker):
         """Model-only teacher checkpoint; ``max_ckpt_to_keep`` rotates the teacher/ folders like verl rotates actor/
         (this engine's checkpoint manager remembers the folders it wrote in this process)."""
         self._require_ema("save_teacher")
+        if getattr(self, "adapter_ema", None) is not None:
+            self.adapter_ema.save(local_path, *_rank_and_world(), max_to_keep=max_ckpt_to_keep)
+            return
         self.teacher.save_checkpoint(local_path, None, global_step, max_ckpt_to_keep=max_ckpt_to_keep)
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def load_teacher(self, local_path: str):
         self._require_ema("load_teacher")
+        if getattr(self, "adapter_ema", None) is not None:
+            _synchronize_device()
+            self.adapter_ema.load(local_path, *_rank_and_world(), self.actor.engine.module)
+            return
         self.teacher.load_checkpoint(local_path, None, False)
 

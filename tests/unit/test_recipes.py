@@ -43,7 +43,10 @@ EXPECTED_RECIPES = {f"qwen3_8b/run_{m}.sh" for m in PAPER_METHOD_VALUES} | {
     f"qwen3_8b/run_{m}_math.sh" for m in ("grpo", "sdpo", "srpo")} | {  # math-verify recipes (docs/TASKS.md)
     "qwen3_8b/run_srpo_sampled_token.sh",  # token-level distillation (docs/SRPO_ON_VERL.md)
     "qwen3_8b/run_srpo_trust_region.sh",  # the trust-region teacher (docs/SRPO_ON_VERL.md)
-    "qwen3_8b/run_srpo_long_sp.sh"}  # long responses with Ulysses SP (issue 25)
+    "qwen3_8b/run_srpo_long_sp.sh",  # long responses with Ulysses SP (issue 25)
+    "qwen3_8b/run_srpo_lora.sh"}  # LoRA, the adapter EMA teacher (docs/SRPO_ON_VERL.md)
+#: the LoRA recipe's learning rate: 10x SRPO's full fine-tuning rate (recipes/qwen3_8b/run_srpo_lora.sh)
+LORA_LR = 5e-5
 MODEL_PATHS = {"qwen3_8b": "Qwen/Qwen3-8B", "qwen3_4b": "Qwen/Qwen3-4B"}
 
 
@@ -53,9 +56,9 @@ def _recipe_id(path: Path) -> str:
 
 def recipe_method(path: Path) -> str:
     """srpo.method of a recipe: run_<method>.sh, run_<method>_math.sh (math), or a variant of the method:
-    run_<method>_sampled_token.sh, run_<method>_trust_region.sh, run_<method>_long_sp.sh."""
+    run_<method>_sampled_token.sh, run_<method>_trust_region.sh, run_<method>_long_sp.sh, run_<method>_lora.sh."""
     return (path.stem.removeprefix("run_").removesuffix("_math").removesuffix("_sampled_token")
-            .removesuffix("_trust_region").removesuffix("_long_sp"))
+            .removesuffix("_trust_region").removesuffix("_long_sp").removesuffix("_lora"))
 
 
 @pytest.fixture(scope="module")
@@ -211,6 +214,30 @@ def test_bad_inputs_fail_with_a_message(recorder, tmp_path, env, message):
     assert not result.record.exists()
 
 
+def stub_vllm_lora_rank_check(monkeypatch) -> list[int]:
+    """verl's validate_config checks a LoRA rank against vLLM's allowed ranks by importing vLLM's rollout package
+    (vLLM is not installed on CPU): its check, with the rank list verl falls back to, stands in for the package."""
+    import types
+    from typing import Literal, get_args
+
+    checked: list[int] = []
+
+    def get_vllm_max_lora_rank(lora_rank: int) -> int:
+        checked.append(lora_rank)
+        ranks = sorted(get_args(Literal[1, 8, 16, 32, 64, 128, 256, 320, 512]))
+        if not 0 < lora_rank <= ranks[-1]:
+            raise ValueError(f"lora_rank must be in (0, {ranks[-1]}], got {lora_rank}")
+        return next(r for r in ranks if lora_rank <= r)
+
+    package = types.ModuleType("verl.workers.rollout.vllm_rollout")
+    utils = types.ModuleType("verl.workers.rollout.vllm_rollout.utils")
+    utils.get_vllm_max_lora_rank = get_vllm_max_lora_rank
+    package.utils = utils
+    monkeypatch.setitem(sys.modules, "verl.workers.rollout.vllm_rollout", package)
+    monkeypatch.setitem(sys.modules, "verl.workers.rollout.vllm_rollout.utils", utils)
+    return checked
+
+
 def _get(config, dotted):
     from omegaconf import OmegaConf
 
@@ -218,7 +245,7 @@ def _get(config, dotted):
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=_recipe_id)
-def test_recipe_resolves_to_paper_values(recipe, recorder, tmp_path, compose_recipe):
+def test_recipe_resolves_to_paper_values(recipe, recorder, tmp_path, compose_recipe, monkeypatch):
     from omegaconf import OmegaConf
 
     method = recipe_method(recipe)
@@ -228,6 +255,7 @@ def test_recipe_resolves_to_paper_values(recipe, recorder, tmp_path, compose_rec
     long_sp = run_name.endswith("_long_sp")
     response_len = 16384 if long_sp else 8192
     lr, mini_batch, loss_agg = PAPER_METHOD_VALUES[method]
+    lr = LORA_LR if run_name.endswith("_lora") else lr
     config = compose_recipe(hydra_overrides(recorded_argv(run_recipe(recipe, recorder, tmp_path, TASK="material"))))
     OmegaConf.resolve(config)
     expected = {
@@ -299,6 +327,9 @@ def test_recipe_resolves_to_paper_values(recipe, recorder, tmp_path, compose_rec
     assert _get(config, "reward.custom_reward_function.name") == "compute_score"
     # verl's own start-up checks accept it (batch divisibility over 8 GPUs, dataclass configs)
     from verl.utils.config import validate_config
+
+    if _get(config, "actor_rollout_ref.model.lora_rank") > 0:
+        stub_vllm_lora_rank_check(monkeypatch)
 
     validate_config(config, use_reference_policy=False, use_critic=False)
 
@@ -438,3 +469,18 @@ def test_the_long_response_recipe_runs_srpo_with_ulysses_sp_for_actor_and_teache
         validate_run_config(config)
         teacher = derive_teacher_ref(config.actor_rollout_ref)
         assert (teacher.ulysses_sequence_parallel_size, teacher.fsdp_config.ulysses_sequence_parallel_size) == (sp, sp)
+
+
+def test_the_lora_recipe_trains_an_adapter_with_the_adapter_ema_teacher(recorder, tmp_path, compose_recipe):
+    from srpo_verl.preflight.config import teacher_on_actor_engine, validate_run_config
+
+    recipe = REPO / "recipes" / "qwen3_8b" / "run_srpo_lora.sh"
+    config = compose_recipe(hydra_overrides(recorded_argv(run_recipe(recipe, recorder, tmp_path))))
+    model = config.actor_rollout_ref.model
+    assert (model.lora_rank, model.lora_alpha, model.target_modules) == (64, 64, "all-linear")
+    assert (config.srpo.method, config.srpo.teacher, config.srpo.ema_rate) == ("srpo", "ema", 0.05)
+    assert config.actor_rollout_ref.actor.optim.lr == LORA_LR
+    assert config.actor_rollout_ref.rollout.load_format == "safetensors"
+    assert config.trainer.default_local_dir.endswith("/qwen3_8b/srpo_lora/chemistry")
+    settings = validate_run_config(config)
+    assert settings.teacher_ema and teacher_on_actor_engine(config, settings)

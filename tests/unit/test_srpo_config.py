@@ -61,7 +61,8 @@ def test_bad_values_name_the_key(group, message):
     [
         ({"actor_rollout_ref__actor__use_kl_loss": True}, "actor_rollout_ref.actor.use_kl_loss"),
         ({"algorithm__use_kl_in_reward": True}, "algorithm.use_kl_in_reward"),
-        ({"actor_rollout_ref__model__lora_rank": 8}, "actor_rollout_ref.model.lora_rank"),
+        ({"actor_rollout_ref__model__lora": {"rank": 8}}, "actor_rollout_ref.model.lora.rank"),
+        ({"actor_rollout_ref__model__lora_rank": -1}, "actor_rollout_ref.model.lora_rank"),
         ({"actor_rollout_ref__model__use_fused_kernels": True}, "actor_rollout_ref.model.use_fused_kernels"),
         ({"actor_rollout_ref__rollout__multi_turn": {"enable": True}}, "actor_rollout_ref.rollout.multi_turn.enable"),
         ({"algorithm__adv_estimator": "rloo"}, "algorithm.adv_estimator"),
@@ -134,3 +135,20 @@ def test_default_config_is_srpo_trainer_with_the_papers_values(tmp_path):
     assert cfg["trainer"]["v1"]["trainer_mode"] == "srpo"
     assert cfg["actor_rollout_ref"]["rollout"]["name"] == "vllm" and cfg["srpo"]["reward_range"] is None
     assert cfg["actor_rollout_ref"]["rollout"]["val_kwargs"]["n"] == 16
+
+
+@pytest.mark.parametrize("teacher", ["ema", "live", "base"])
+def test_lora_is_accepted_for_every_teacher_kind_on_the_actor_engine(teacher):
+    from srpo_verl.preflight.config import teacher_on_actor_engine
+
+    config = run_config(srpo={"method": "srpo", "teacher": teacher}, actor_rollout_ref__model__lora_rank=8)
+    settings = validate_run_config(config)
+    assert settings.teacher == teacher
+    assert teacher_on_actor_engine(config, settings)
+    assert teacher_on_actor_engine(run_config(), SRPOSettings(teacher="live"))
+    assert not teacher_on_actor_engine(run_config(), SRPOSettings(teacher=teacher)) or teacher == "live"
+
+
+def test_lora_with_the_megatron_key_names_the_fsdp_key():
+    with pytest.raises(ValueError, match="set actor_rollout_ref.model.lora_rank=8 instead"):
+        validate_run_config(run_config(actor_rollout_ref__model__lora={"rank": 8}))

@@ -26,6 +26,7 @@ import ray
 import torch
 
 from srpo_verl.rollout.hf.generation import Generation, generate_batch
+from srpo_verl.rollout.hf.lora import adapter_pairs, base_names, lora_scaling, merged_weight
 from srpo_verl.rollout.hf.sampling import SUPPORTED_LOGPROBS_MODES, SamplingSpec, request_key, request_seed
 from verl.plugin.platform import get_platform
 from verl.utils.config import omega_conf_to_dataclass
@@ -177,6 +178,8 @@ class HFServer:
         self._occurrences: dict[tuple[str, tuple[int, ...]], int] = {}
         self._drainer: Optional[asyncio.Task] = None
         self._model_lock: Optional[asyncio.Lock] = None
+        #: LoRA adapter sync: the targeted base weights, as last loaded (the adapters are merged from these)
+        self._lora_base: dict[str, torch.Tensor] = {}
         if self.config.logprobs_mode not in SUPPORTED_LOGPROBS_MODES:
             raise ValueError(
                 f"actor_rollout_ref.rollout.logprobs_mode={self.config.logprobs_mode!r} is not supported by the "
@@ -292,9 +295,30 @@ class HFServer:
         async with self._model_lock:
             dtype = next(self.model.parameters()).dtype
             loaded = load_state_checked(self.model, {k: v.to(dtype) for k, v in state.items()})
+            self._lora_base.clear()  # these are the base weights now
         if global_steps is not None:
             self._set_weight_version(global_steps)
         return loaded
+
+    async def update_adapters(self, adapters: dict[str, torch.Tensor], peft_config: dict,
+                              global_steps: Optional[int] = None) -> int:
+        """Serve base + the LoRA adapters (lora.py: merged into a copy of each targeted base weight, recomputed from
+        the base every sync); returns the number of weights merged."""
+        scaling = lora_scaling(peft_config)
+        pairs = adapter_pairs(adapters)
+        async with self._model_lock:
+            params = dict(self.model.named_parameters())
+            unknown = sorted(set(pairs) - set(params))
+            if unknown:
+                raise KeyError(f"hf rollout: adapters target weights the rollout model lacks: {unknown[:5]}")
+            with torch.no_grad():
+                for target, (a, b) in pairs.items():
+                    weight = params[target]
+                    base = self._lora_base.setdefault(target, weight.detach().clone())
+                    weight.copy_(merged_weight(base, a.to(base.device), b.to(base.device), scaling))
+        if global_steps is not None:
+            self._set_weight_version(global_steps)
+        return len(pairs)
 
     async def set_global_steps(self, global_steps: int) -> None:
         self._set_weight_version(global_steps)
@@ -422,13 +446,18 @@ class HFServerAdapter(BaseRollout):
         """Gather the full tensors (every rank must iterate: DTensor.full_tensor is a collective) and send them."""
         if wire_format != "named_tensors":
             raise NotImplementedError(f"hf rollout: wire_format={wire_format!r} (only 'named_tensors')")
-        if peft_config is not None:
-            raise NotImplementedError("hf rollout: LoRA adapter weight sync is not implemented (merge the adapter)")
+        adapters_only = peft_config is not None and kwargs.get("base_sync_done", True)
         state: dict[str, torch.Tensor] = {}
         for name, tensor in weights:
             if hasattr(tensor, "full_tensor"):
                 tensor = tensor.full_tensor()
             if self.is_leader:
                 state[name] = tensor.detach().to("cpu").clone()
-        if self.is_leader:
+        if not self.is_leader:
+            return
+        if adapters_only:  # verl's LoRA sync: adapters only, the server merges them (lora.py)
+            await self._server_handle().update_adapters.remote(state, dict(peft_config), global_steps)
+        elif peft_config is not None:  # the base weights, once, before the first adapter sync
+            await self._server_handle().update_weights.remote(base_names(state), global_steps)
+        else:
             await self._server_handle().update_weights.remote(state, global_steps)
