@@ -77,6 +77,7 @@ def test_failed_groups_of_remembered_prompts_are_distilled_from_memory(memory_ru
     assert hits_seen > 0, "no remembered prompt failed: the check above never saw a memory route"
 
 
+@pytest.mark.slow  # one more launch; the default suite keeps the run above
 def test_memory_is_checkpointed_and_a_resume_reproduces_step_3(memory_run, one_batch_assets, tmp_path_factory):
     memory_run.check(list(range(1, STEPS + 1)))
     saved = json.loads((memory_run.workdir / "ckpt" / "global_step_2" / ckpt.SUCCESS_MEMORY_FILE).read_text())

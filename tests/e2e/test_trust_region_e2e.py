@@ -43,6 +43,7 @@ def test_step_1_is_the_initial_teacher_and_no_teacher_copy_is_checkpointed(trust
         "global_step_1", "global_step_2", "global_step_3"]
 
 
+@pytest.mark.slow  # one more launch; the default suite keeps the run above
 def test_resume_rebuilds_the_reference_and_reproduces_step_3(trust_region, tiny_assets, tmp_path_factory):
     trust_region.check([1, 2, 3])
     workdir = tmp_path_factory.mktemp("trust_region_resumed")

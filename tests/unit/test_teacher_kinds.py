@@ -319,7 +319,7 @@ def test_an_ema_resume_still_needs_its_teacher(verl_parts):
 
 # ---------------------------------------------------------------------------------------------- start-up
 @pytest.mark.parametrize("values, message", [
-    ({"teacher": "trust_region"}, "srpo.teacher='trust_region' is not one of ema, live, base"),
+    ({"teacher": "trust-region"}, "srpo.teacher='trust-region' is not one of ema, live, base, trust_region"),
     ({"teacher": "live", "method": "grpo"}, "srpo.teacher=live has no effect with srpo.method=grpo"),
     ({"teacher": "base", "method": "grpo"}, "srpo.teacher=base has no effect with srpo.method=grpo"),
     ({"teacher": "live", "ema_rate": 0.1}, "srpo.ema_rate=0.1 has no effect with srpo.teacher=live"),
