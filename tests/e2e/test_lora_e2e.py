@@ -77,8 +77,10 @@ def test_lora_ema_at_rate_1_is_live_and_base_is_both_at_step_1(lora_ema, tiny_as
     runs["ema1"].check([1, 2])
     runs["live"].check([1, 2])
     runs["base"].check([1, 2])
-    for step in (1, 2):
-        assert_same(runs["live"], runs["ema1"], step, rel=0)
+    # step 1: bit for bit; step 2: to fp32 rounding through the trainer (measured: the top-K mass 1.2e-7 relative
+    # apart, every other key equal); the bit-for-bit check of the swap itself is tests/unit/test_lora_teacher.py
+    assert_same(runs["live"], runs["ema1"], 1, rel=0)
+    assert_same(runs["live"], runs["ema1"], 2)
     assert_same(lora_ema, runs["base"], 1)
     assert_same(lora_ema, runs["live"], 1)
     # step 2, the same rollouts (the actors are equal after step 1): the default-rate EMA's adapters (swapped in)
